@@ -1,0 +1,1 @@
+"""KIS balance history pipeline."""

@@ -1,0 +1,1 @@
+"""The balance domain: output1 layouts, table schemas, flattening and storage."""

@@ -1,0 +1,105 @@
+"""The fetch step: decide what a day's partition may do, then fetch and land every account.
+
+KIS only ever reports the balance as of now. Today's partition fetches live; a past day is
+rebuilt from what was landed on it; only the simulator can answer for a past day.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.balance.landing import RawLanding
+from pipelines.kis import simulator
+from pipelines.kis.client import KisClient
+from pipelines.kis.protocol import Account, KisError
+from pipelines.kis.tokens import SEOUL, TokenCache
+from pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_SERVER_ID = "kis-simulator:embedded"
+
+
+class MissingRawError(RuntimeError):
+    """A past day was asked for, and nothing was landed on it to rebuild it from."""
+
+
+class DayAction(enum.Enum):
+    FETCH_LIVE = "fetch live (today's partition)"
+    FETCH_SIMULATED_PAST = "ask the simulator for a past day"
+    REBUILD_FROM_RAW = "rebuild from landed raw JSON"
+
+
+def today_in_seoul(now: datetime | None = None) -> date:
+    return (now or datetime.now(SEOUL)).astimezone(SEOUL).date()
+
+
+def plan_day(day: date, *, today: date, simulated: bool, landed: bool) -> DayAction:
+    if day > today:
+        raise ValueError(f"{day} is in the future (today in Asia/Seoul is {today})")
+    if day == today:
+        return DayAction.FETCH_LIVE
+    if landed:
+        return DayAction.REBUILD_FROM_RAW
+    if simulated:
+        return DayAction.FETCH_SIMULATED_PAST
+    raise MissingRawError(
+        f"No raw balance was landed for {day}, so that day cannot be built: KIS reports only "
+        f"the current balance (today is {today} in Asia/Seoul), and filing it under {day} "
+        "would be wrong. Past days can only be rebuilt from raw JSON landed on the day itself."
+    )
+
+
+def open_client(settings: Settings, token_cache: TokenCache | None = None) -> KisClient:
+    """A client for the configured server; the embedded simulator is started if it is the one."""
+    if settings.base_url is None:
+        base_url, server_id = simulator.embedded().base_url, EMBEDDED_SERVER_ID
+    else:
+        base_url, server_id = settings.base_url, settings.base_url
+    return KisClient(
+        base_url,
+        settings.credentials,
+        token_cache=token_cache or TokenCache(),
+        custtype=settings.custtype,
+        server_id=server_id,
+    )
+
+
+def describe_source(settings: Settings) -> dict[str, Any]:
+    """What a landed file and the run's metadata say about where the data came from."""
+    server = settings.base_url or "embedded simulator (loopback)"
+    return {"env": settings.env, "server": server, "simulated": settings.is_simulated}
+
+
+@dataclass
+class LandingReport:
+    landed: list[Path] = field(default_factory=list)
+    failures: dict[str, KisError] = field(default_factory=dict)
+
+
+def fetch_and_land(
+    client: KisClient,
+    landing: RawLanding,
+    accounts: tuple[Account, ...],
+    day: date,
+    *,
+    source: dict[str, Any],
+    sim_as_of: date | None = None,
+) -> LandingReport:
+    """Fetch each account and land each answer; one account's failure does not stop the rest."""
+    report = LandingReport()
+    for account in accounts:
+        try:
+            response = client.inquire_account_balance(account, sim_as_of=sim_as_of)
+        except KisError as error:
+            log.error("%s", error)
+            report.failures[account.id] = error
+            continue
+        as_of = {"as_of": sim_as_of.isoformat()} if sim_as_of else {}
+        report.landed.append(landing.land(response, day, source={**source, **as_of}))
+    return report

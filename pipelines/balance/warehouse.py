@@ -1,0 +1,104 @@
+"""The DuckDB warehouse: views over the Parquet tables, rebuilt whole and swapped in atomically.
+
+The file holds only views (absolute paths to the Parquet files), so it opens read-only from any
+working directory and rebuilding it never touches data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.balance import schema
+from pipelines.balance.files import atomic_path
+from pipelines.balance.tables import ParquetTables
+
+FILE_NAME = "warehouse.duckdb"
+
+DERIVED_VIEWS: dict[str, tuple[str, str]] = {
+    "latest_allocation": (
+        "Each account's newest snapshot, one row per asset category (합계 row included).",
+        """
+        SELECT * FROM asset_categories
+        QUALIFY snapshot_date = max(snapshot_date) OVER (PARTITION BY account_id)
+        """,
+    ),
+    "net_asset_history": (
+        "Per account and snapshot date: total assets, net assets, P&L, and the change from "
+        "the account's previous snapshot.",
+        """
+        SELECT
+            snapshot_date,
+            account_id,
+            product_code,
+            tot_asst_amt AS total_assets,
+            nass_tot_amt AS net_assets,
+            pchs_amt_smtl AS purchase_amount,
+            evlu_amt_smtl AS securities_value,
+            evlu_pfls_amt_smtl AS unrealized_pnl,
+            lag(snapshot_date) OVER w AS previous_snapshot_date,
+            tot_asst_amt - lag(tot_asst_amt) OVER w AS total_assets_change,
+            nass_tot_amt - lag(nass_tot_amt) OVER w AS net_assets_change,
+            fetched_at
+        FROM account_summary
+        WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
+        """,
+    ),
+}
+
+TABLE_COMMENTS = {
+    "asset_categories": "output1 of KIS TR CTRP6548R: one row per account, day and asset "
+    "category, labelled by the layout for the account's product code.",
+    "account_summary": "output2 of KIS TR CTRP6548R: one row per account and day with the "
+    "25 account totals under their KIS names.",
+}
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_decimal(arrow_type):
+        return f"DECIMAL({arrow_type.precision}, {arrow_type.scale})"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    return {pa.string(): "VARCHAR", pa.int16(): "SMALLINT", pa.bool_(): "BOOLEAN"}[arrow_type]
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _table_view_sql(name: str, tables: ParquetTables) -> str:
+    table_schema = schema.TABLES[name]
+    columns = ", ".join([schema.PARTITION_COLUMN, *table_schema.names])
+    if not tables.days(name):  # no day written yet: an empty view of the right shape
+        typed = ", ".join(
+            [f"NULL::DATE AS {schema.PARTITION_COLUMN}"]
+            + [f"NULL::{duckdb_type(f.type)} AS {f.name}" for f in table_schema]
+        )
+        return f"SELECT {typed} WHERE false"
+    return (
+        f"SELECT {columns} FROM read_parquet({_quote(tables.glob(name))}, "
+        f"hive_partitioning = true, hive_types = {{'{schema.PARTITION_COLUMN}': DATE}})"
+    )
+
+
+def build(data_root: Path) -> Path:
+    """(Re)create every view in a new file, then swap it in place of the old one."""
+    tables = ParquetTables(data_root.resolve())
+    final = data_root / FILE_NAME
+    with atomic_path(final) as tmp:
+        tmp.unlink()  # duckdb creates its own file
+        with duckdb.connect(str(tmp)) as con:
+            for name, comment in TABLE_COMMENTS.items():
+                con.execute(f"CREATE VIEW {name} AS {_table_view_sql(name, tables)}")
+                con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
+            for name, (comment, sql) in DERIVED_VIEWS.items():
+                con.execute(f"CREATE VIEW {name} AS {sql}")
+                con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
+            con.execute("CHECKPOINT")
+    return final
+
+
+def view_names() -> list[str]:
+    return [*TABLE_COMMENTS, *DERIVED_VIEWS]

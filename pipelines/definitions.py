@@ -1,0 +1,16 @@
+"""The Dagster Definitions of the KIS balance history: load with `-m pipelines.definitions`."""
+
+import dagster as dg
+
+from assets.balance import balance_tables, kis_balance_raw, warehouse_views
+from assets.resources import KisConfig
+from assets.schedules import daily_balance_job, daily_balance_schedule
+
+defs = dg.Definitions(
+    assets=[kis_balance_raw, balance_tables, warehouse_views],
+    jobs=[daily_balance_job],
+    schedules=[daily_balance_schedule],
+    resources={"kis": KisConfig()},
+    # One process per run: a one-day run takes seconds instead of a process start per step.
+    executor=dg.in_process_executor,
+)

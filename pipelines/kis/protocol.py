@@ -1,0 +1,148 @@
+"""Wire protocol of TR CTRP6548R (투자계좌자산현황조회) and KIS token issuance, as plain data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+REAL_BASE_URL = "https://openapi.koreainvestment.com:9443"
+TOKEN_PATH = "/oauth2/tokenP"
+BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-account-balance"
+BALANCE_TR_ID = "CTRP6548R"
+
+#: Header only the project's simulator understands: answer as of this date (YYYY-MM-DD).
+SIM_AS_OF_HEADER = "x-kis-sim-as-of"
+
+#: output1 amount fields, in the spec's order.
+OUTPUT1_FIELDS: tuple[str, ...] = (
+    "pchs_amt",
+    "evlu_amt",
+    "evlu_pfls_amt",
+    "crdt_lnd_amt",
+    "real_nass_amt",
+    "whol_weit_rt",
+)
+
+#: output2 fields with their Korean names, in the spec's order.
+OUTPUT2_FIELDS: dict[str, str] = {
+    "pchs_amt_smtl": "매입금액합계",
+    "nass_tot_amt": "순자산총금액",
+    "loan_amt_smtl": "대출금액합계",
+    "evlu_pfls_amt_smtl": "평가손익금액합계",
+    "evlu_amt_smtl": "평가금액합계",
+    "tot_asst_amt": "총자산금액",
+    "tot_lnda_tot_ulst_lnda": "총대출금액총융자대출금액",
+    "cma_auto_loan_amt": "CMA자동대출금액",
+    "tot_mgln_amt": "총담보대출금액",
+    "stln_evlu_amt": "대주평가금액",
+    "crdt_fncg_amt": "신용융자금액",
+    "ocl_apl_loan_amt": "OCL_APL대출금액",
+    "pldg_stup_amt": "질권설정금액",
+    "frcr_evlu_tota": "외화평가총액",
+    "tot_dncl_amt": "총예수금액",
+    "cma_evlu_amt": "CMA평가금액",
+    "dncl_amt": "예수금액",
+    "tot_sbst_amt": "총대용금액",
+    "thdt_rcvb_amt": "당일미수금액",
+    "ovrs_stck_evlu_amt1": "해외주식평가금액1",
+    "ovrs_bond_evlu_amt": "해외채권평가금액",
+    "mmf_cma_mgge_loan_amt": "MMFCMA담보대출금액",
+    "sbsc_dncl_amt": "청약예수금액",
+    "pbst_sbsc_fnds_loan_use_amt": "공모주청약자금대출사용금액",
+    "etpr_crdt_grnt_loan_amt": "기업신용공여대출금액",
+}
+
+
+@dataclass(frozen=True, order=True)
+class Account:
+    """A KIS account number in its 8-2 form: CANO (8 digits) and ACNT_PRDT_CD (2 digits)."""
+
+    cano: str
+    product_code: str
+
+    @classmethod
+    def parse(cls, text: str) -> Account:
+        cano, sep, product_code = text.strip().partition("-")
+        if not (
+            sep
+            and len(cano) == 8
+            and cano.isdigit()
+            and len(product_code) == 2
+            and product_code.isdigit()
+        ):
+            raise ValueError(
+                f"account {text.strip()!r} is not of the form CANO-ACNT_PRDT_CD "
+                "(8 digits, a hyphen, 2 digits), e.g. 12345678-01"
+            )
+        return cls(cano, product_code)
+
+    @property
+    def id(self) -> str:
+        return f"{self.cano}-{self.product_code}"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def balance_params(account: Account) -> dict[str, str]:
+    """Query parameters: the two 공백입력 keys are sent present and empty, as the vendor does."""
+    return {
+        "CANO": account.cano,
+        "ACNT_PRDT_CD": account.product_code,
+        "INQR_DVSN_1": "",
+        "BSPR_BF_DT_APLY_YN": "",
+    }
+
+
+class KisError(Exception):
+    """Anything that stops a KIS call from giving a usable answer."""
+
+
+class KisApiError(KisError):
+    """The service answered rt_cd != "0" (whatever the HTTP status)."""
+
+    def __init__(self, *, what: str, rt_cd: str, msg_cd: str, msg1: str, http_status: int):
+        self.what, self.rt_cd, self.msg_cd, self.msg1 = what, rt_cd, msg_cd, msg1.strip()
+        self.http_status = http_status
+        super().__init__(
+            f"{what}: KIS answered rt_cd={rt_cd!r} msg_cd={msg_cd!r} msg1={self.msg1!r} "
+            f"(HTTP {http_status})"
+        )
+
+
+class KisProtocolError(KisError):
+    """The answer is not the JSON this TR promises (an HTML error page, a missing key, …)."""
+
+
+def body_key(body: dict[str, Any], key: str) -> Any:
+    """A body value under its lowercase key or the spec's capitalised spelling (Output1)."""
+    if key in body:
+        return body[key]
+    return body.get(key[:1].upper() + key[1:])
+
+
+def parse_body(text: str, *, what: str, http_status: int) -> dict[str, Any]:
+    """Decode a response body, raising a KisError that says what the server sent instead."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        snippet = " ".join(text.split())[:200]
+        raise KisProtocolError(
+            f"{what}: HTTP {http_status} with a body that is not JSON: {snippet!r}"
+        ) from None
+    if not isinstance(body, dict):
+        raise KisProtocolError(f"{what}: HTTP {http_status} with a JSON body that is not an object")
+    return body
+
+
+def check_rt_cd(body: dict[str, Any], *, what: str, http_status: int) -> None:
+    rt_cd = body.get("rt_cd")
+    if rt_cd != "0":
+        raise KisApiError(
+            what=what,
+            rt_cd=str(rt_cd),
+            msg_cd=str(body.get("msg_cd", "")),
+            msg1=str(body.get("msg1", "")),
+            http_status=http_status,
+        )
