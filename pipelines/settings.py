@@ -21,6 +21,7 @@ from pipelines.kis.client import Credentials
 from pipelines.kis.protocol import REAL_BASE_URL, Account
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE = REPO_ROOT / ".env"
 SIM_CREDENTIALS = Credentials("SIMULATOR-APP-KEY", "SIMULATOR-APP-SECRET")
 SIM_ACCOUNTS = (Account("12345678", "01"), Account("12345678", "21"))
 ENVS = ("sim", "real")
@@ -47,7 +48,7 @@ class Settings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
     ) -> Settings:
-        values = _merged(environ, env_file or REPO_ROOT / ".env")
+        values = _merged(environ, env_file or ENV_FILE)
         app_key, app_secret = values.get("KIS_APP_KEY"), values.get("KIS_APP_SECRET")
         env = values.get("KIS_ENV") or ("real" if app_key else "sim")
         if env not in ENVS:
@@ -71,7 +72,7 @@ class Settings:
             if missing:
                 raise SettingsError(
                     f"KIS_ENV=real needs {', '.join(missing)}; set them in the environment or "
-                    f"in {REPO_ROOT / '.env'} (or leave KIS_ENV unset to use the simulator)"
+                    f"in {ENV_FILE} (or leave KIS_ENV unset to use the simulator)"
                 )
         credentials = (
             Credentials(app_key, app_secret) if app_key and app_secret else SIM_CREDENTIALS

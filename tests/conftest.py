@@ -1,0 +1,38 @@
+"""Shared fixtures: an isolated environment, a real simulator on loopback, a token cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pipelines.settings
+from pipelines.kis.simulator import Simulator
+from pipelines.kis.tokens import TokenCache
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No KIS_* variable, no developer .env, a private token cache and data root per test."""
+    for name in list(os.environ):
+        if name.startswith("KIS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(pipelines.settings, "ENV_FILE", tmp_path / "no.env")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data_root = tmp_path / "data"
+    monkeypatch.setenv("KIS_DATA_ROOT", str(data_root))
+    return data_root
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    """A fresh KIS simulator on a free loopback port (real HTTP)."""
+    with Simulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def token_cache(tmp_path: Path) -> TokenCache:
+    return TokenCache(tmp_path / "tokens")
