@@ -1,6 +1,7 @@
 """Assets of the balance history: raw landing → tidy Parquet tables → DuckDB views."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -23,9 +24,22 @@ from pipelines.balance.fetch import (
 from pipelines.balance.landing import RawLanding, SnapshotError, read_snapshot
 from pipelines.balance.tables import ParquetTables
 from pipelines.kis.protocol import KisApiError
+from pipelines.settings import SettingsError
 
 GROUP = "kis_balance"
 RAW = dg.AssetKey("kis_balance_raw")
+
+
+#: Errors whose message already says what is wrong: shown as-is in the UI, without a traceback.
+EXPLAINED_ERRORS = (MissingRawError, SettingsError, SnapshotError, ValueError)
+
+
+@contextmanager
+def explained_failures() -> Iterator[None]:
+    try:
+        yield
+    except EXPLAINED_ERRORS as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from error
 
 
 def _day(context: dg.AssetExecutionContext) -> date:
@@ -51,6 +65,11 @@ def column_schema(arrow_schema: pa.Schema) -> dg.TableSchema:
     ),
 )
 def kis_balance_raw(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
+    with explained_failures():
+        return _land_day(context, kis)
+
+
+def _land_day(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
     settings = kis.settings()
     day, today = _day(context), today_in_seoul()
     landing = RawLanding(settings.data_root)
@@ -147,21 +166,22 @@ def balance_tables(
 ) -> Iterator[dg.MaterializeResult]:
     settings = kis.settings()
     day = _day(context)
-    files = RawLanding(settings.data_root).latest_files(day)
-    if not files:
-        raise MissingRawError(
-            f"No raw balance landed for {day}: materialize {RAW.to_user_string()} first"
-        )
-    try:
-        snapshots = [read_snapshot(path) for path in files]
-        tables = {
-            "asset_categories": flatten.asset_categories(snapshots),
-            "account_summary": flatten.account_summary(snapshots),
-        }
-    except SnapshotError as error:
-        raise dg.Failure(
-            description=f"{day}: {error}. Nothing was written; earlier data is intact.",
-        ) from error
+    with explained_failures():
+        files = RawLanding(settings.data_root).latest_files(day)
+        if not files:
+            raise MissingRawError(
+                f"No raw balance landed for {day}: materialize {RAW.to_user_string()} first"
+            )
+        try:
+            snapshots = [read_snapshot(path) for path in files]
+            tables = {
+                "asset_categories": flatten.asset_categories(snapshots),
+                "account_summary": flatten.account_summary(snapshots),
+            }
+        except SnapshotError as error:
+            raise SnapshotError(
+                f"{day}: {error}. Nothing was written; earlier data is intact."
+            ) from error
     store = ParquetTables(settings.data_root)
     for name, table in tables.items():
         path = store.write(name, day, table)

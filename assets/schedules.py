@@ -4,13 +4,11 @@ from datetime import datetime
 
 import dagster as dg
 
-from assets.partitions import daily_partitions
 from pipelines.kis.tokens import SEOUL
 
 daily_balance_job = dg.define_asset_job(
     "daily_balance",
     selection=dg.AssetSelection.all(),
-    partitions_def=daily_partitions,
     description="Fetch today's balance of every account, land it, flatten it, rebuild views.",
 )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import pipelines.settings
+from pipelines.kis import simulator as simulator_module
 from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import TokenCache
 
@@ -24,6 +25,14 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     data_root = tmp_path / "data"
     monkeypatch.setenv("KIS_DATA_ROOT", str(data_root))
     return data_root
+
+
+@pytest.fixture(autouse=True)
+def fresh_embedded_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
+    """Each test gets its own embedded simulator, so token throttling never spans tests."""
+    with Simulator() as sim:
+        monkeypatch.setattr(simulator_module, "_embedded", sim)
+        yield sim
 
 
 @pytest.fixture

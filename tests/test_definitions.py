@@ -1,0 +1,78 @@
+"""Snapshot of the Dagster definitions: what the UI shows and what the schedule runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import dagster as dg
+
+from assets.schedules import daily_balance_schedule, partition_for
+from pipelines.definitions import defs
+from pipelines.kis.tokens import SEOUL
+
+
+def test_definitions_load_and_validate() -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_graph_snapshot() -> None:
+    specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+    assert set(specs) == {
+        "kis_balance_raw",
+        "asset_categories",
+        "account_summary",
+        "warehouse_views",
+    }
+    deps = {
+        key: sorted(d.asset_key.to_user_string() for d in spec.deps) for key, spec in specs.items()
+    }
+    assert deps == {
+        "kis_balance_raw": [],
+        "asset_categories": ["kis_balance_raw"],
+        "account_summary": ["kis_balance_raw"],
+        "warehouse_views": ["account_summary", "asset_categories"],
+    }
+    kinds = {key: set(spec.kinds) for key, spec in specs.items()}
+    assert kinds == {
+        "kis_balance_raw": {"kis", "json"},
+        "asset_categories": {"parquet"},
+        "account_summary": {"parquet"},
+        "warehouse_views": {"duckdb"},
+    }
+    for key, spec in specs.items():
+        assert spec.group_name == "kis_balance", key
+        assert spec.description and len(spec.description) > 40, key
+    for key in ("asset_categories", "account_summary"):
+        schema = specs[key].metadata["dagster/column_schema"]
+        assert schema.columns[0].name == "snapshot_date"
+
+
+def test_one_daily_partitioning_in_seoul_with_todays_partition() -> None:
+    graph = defs.resolve_asset_graph()
+    partitions = {graph.get(key).partitions_def for key in graph.get_all_asset_keys()}
+    assert len(partitions) == 1
+    [daily] = partitions
+    assert isinstance(daily, dg.DailyPartitionsDefinition)
+    assert daily.timezone == "Asia/Seoul"
+    today = datetime.now(SEOUL).date().isoformat()
+    assert daily.get_last_partition_key() == today
+
+
+def test_schedule_runs_weekdays_after_close_in_seoul_and_is_on_by_default() -> None:
+    schedule = defs.resolve_schedule_def("daily_balance_schedule")
+    assert schedule.cron_schedule == "30 18 * * 1-5"
+    assert schedule.execution_timezone == "Asia/Seoul"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 25, 18, 30, tzinfo=SEOUL)
+    )
+    request = daily_balance_schedule(context)
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == "2026-11-25"
+    # 18:30 KST is 09:30 UTC: the partition is the Seoul date, whatever the clock's zone
+    assert partition_for(datetime.fromisoformat("2026-11-24T15:30:00+00:00")) == "2026-11-25"
+
+
+def test_runs_execute_in_process() -> None:
+    job = defs.resolve_job_def("daily_balance")
+    assert job.executor_def.name == dg.in_process_executor.name
