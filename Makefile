@@ -3,7 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 UV_VERSION := 0.13.9
-UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+# uv from PATH if there is one, else a pinned copy bootstrapped into .tools/ with pip.
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -21,8 +22,7 @@ help: ## list the targets
 
 setup: $(VENV)/.synced ## create .venv from uv.lock
 
-$(VENV)/.synced: pyproject.toml uv.lock
-	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --locked
 	@touch $@
 
@@ -50,3 +50,7 @@ typecheck: setup ## mypy
 	$(BIN)/mypy
 
 check: lint typecheck test ## everything CI runs
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
