@@ -48,7 +48,8 @@ class Settings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
     ) -> Settings:
-        values = _merged(environ, env_file or ENV_FILE)
+        env_file = env_file or ENV_FILE
+        values = _merged(environ, env_file)
         app_key, app_secret = values.get("KIS_APP_KEY"), values.get("KIS_APP_SECRET")
         env = values.get("KIS_ENV") or ("real" if app_key else "sim")
         if env not in ENVS:
@@ -72,7 +73,7 @@ class Settings:
             if missing:
                 raise SettingsError(
                     f"KIS_ENV=real needs {', '.join(missing)}; set them in the environment or "
-                    f"in {ENV_FILE} (or leave KIS_ENV unset to use the simulator)"
+                    f"in {env_file} (or leave KIS_ENV unset to use the simulator)"
                 )
         credentials = (
             Credentials(app_key, app_secret) if app_key and app_secret else SIM_CREDENTIALS

@@ -28,11 +28,12 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def fresh_embedded_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    """Each test gets its own embedded simulator, so token throttling never spans tests."""
-    with Simulator() as sim:
-        monkeypatch.setattr(simulator_module, "_embedded", sim)
-        yield sim
+def fresh_embedded_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test that uses the embedded simulator gets its own, so throttling never spans tests."""
+    monkeypatch.setattr(simulator_module, "_embedded", None)
+    yield
+    if simulator_module._embedded is not None:
+        simulator_module._embedded.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pipelines.balance import layouts, schema
 from pipelines.balance.landing import Snapshot, SnapshotError
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
 
-_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 _SCALE = schema.AMOUNT.scale
 _INTEGER_DIGITS = schema.AMOUNT.precision - schema.AMOUNT.scale
 
@@ -31,14 +31,15 @@ def parse_amount(value: Any, *, where: str) -> Decimal | None:
         return None
     if not _NUMBER.fullmatch(text):
         raise SnapshotError(f"{where}: {value!r} is not a decimal number")
-    amount = Decimal(text)
+    sign = "-" if text.startswith("-") else ""
     integer, _, fraction = text.lstrip("+-").partition(".")
-    if len(fraction.rstrip("0")) > _SCALE or len(integer.lstrip("0")) > _INTEGER_DIGITS:
+    integer, fraction = integer.lstrip("0") or "0", fraction.rstrip("0")
+    if len(fraction) > _SCALE or len(integer) > _INTEGER_DIGITS:
         raise SnapshotError(
             f"{where}: {value!r} does not fit DECIMAL{schema.AMOUNT.precision, _SCALE}"
             " without losing digits"
         )
-    return amount
+    return Decimal(f"{sign}{integer}.{fraction}" if fraction else f"{sign}{integer}")
 
 
 def _field(row: dict[str, Any], name: str, *, where: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ class RawLanding:
                 for p in response.pages
             ],
         }
-        name = fetched_at.strftime("%Y%m%dT%H%M%S%fZ") + ".json"
+        name = fetched_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ") + ".json"
         final = self.day_dir(snapshot_date) / response.account.id / name
         with atomic_path(final, overwrite=False) as tmp:
             tmp.write_text(json.dumps(envelope, ensure_ascii=False, indent=1))
@@ -84,6 +84,15 @@ class RawLanding:
 
 def read_snapshot(path: Path) -> Snapshot:
     """Parse a landed file; pages' output1 rows are concatenated in order."""
+    try:
+        return _read_snapshot(path)
+    except SnapshotError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise SnapshotError(f"{path} is not a readable landed balance: {error!r}") from error
+
+
+def _read_snapshot(path: Path) -> Snapshot:
     envelope = json.loads(path.read_text())
     account_id = envelope.get("account_id", "?")
     if envelope.get("format") != FORMAT:

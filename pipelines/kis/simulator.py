@@ -62,7 +62,10 @@ class Simulator:
 
     def start(self) -> Simulator:
         self._thread = threading.Thread(
-            target=self.server.serve_forever, name="kis-simulator", daemon=True
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="kis-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self

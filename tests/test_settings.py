@@ -1,0 +1,235 @@
+"""Settings.from_env: the KIS_* contract, its defaults, inference, validation and `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import pipelines.settings
+from pipelines.kis.client import Credentials
+from pipelines.kis.protocol import REAL_BASE_URL, Account
+from pipelines.settings import Settings, SettingsError
+
+APP_KEY = "PSkey-0123456789abcdefghijklmnopqrs"
+APP_SECRET = "secret/ZYXWVUTSRQPONMLKJIHGFEDCBA+0987654321=="
+ACCOUNTS = "11112222-01,33334444-21"
+REAL: dict[str, str] = {
+    "KIS_APP_KEY": APP_KEY,
+    "KIS_APP_SECRET": APP_SECRET,
+    "KIS_ACCOUNTS": ACCOUNTS,
+}
+
+
+def write_env(path: Path, values: dict[str, str]) -> Path:
+    path.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
+    return path
+
+
+# -- defaults and inference -----------------------------------------------------------------
+
+
+def test_defaults_are_the_embedded_simulator() -> None:
+    settings = Settings.from_env({})
+    assert settings.env == "sim"
+    assert settings.is_simulated
+    assert settings.base_url is None
+    assert settings.credentials == pipelines.settings.SIM_CREDENTIALS
+    assert len(settings.accounts) == 2
+    assert {a.product_code for a in settings.accounts} == {"01", "21"}  # both layouts
+    assert len({a.cano for a in settings.accounts}) == 1
+    assert settings.custtype == "P"
+    assert settings.data_root == (pipelines.settings.REPO_ROOT / "data").resolve()
+
+
+def test_process_environment_is_read_when_no_mapping_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KIS_ACCOUNTS", "55556666-19")
+    monkeypatch.setenv("KIS_DATA_ROOT", str(tmp_path / "kis-data"))
+    settings = Settings.from_env()
+    assert settings.env == "sim"
+    assert settings.accounts == (Account("55556666", "19"),)
+    assert settings.data_root == (tmp_path / "kis-data").resolve()
+
+
+def test_app_key_makes_it_real() -> None:
+    settings = Settings.from_env(REAL)
+    assert settings.env == "real"
+    assert not settings.is_simulated
+    assert settings.base_url == REAL_BASE_URL
+    assert settings.credentials == Credentials(APP_KEY, APP_SECRET)
+    assert settings.accounts == (Account("11112222", "01"), Account("33334444", "21"))
+
+
+def test_explicit_sim_wins_over_an_app_key() -> None:
+    settings = Settings.from_env({**REAL, "KIS_ENV": "sim"})
+    assert settings.env == "sim"
+    assert settings.base_url is None
+
+
+def test_empty_app_key_does_not_make_it_real() -> None:
+    assert Settings.from_env({"KIS_APP_KEY": ""}).env == "sim"
+
+
+def test_base_url_is_used_without_trailing_slash() -> None:
+    assert Settings.from_env({"KIS_BASE_URL": "http://127.0.0.1:8765/"}).base_url == (
+        "http://127.0.0.1:8765"
+    )
+    real = Settings.from_env({**REAL, "KIS_BASE_URL": "https://proxy.example//"})
+    assert real.base_url == "https://proxy.example"
+
+
+def test_custtype_b_is_accepted() -> None:
+    assert Settings.from_env({"KIS_CUSTTYPE": "B"}).custtype == "B"
+
+
+def test_data_root_expands_home_and_resolves(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Settings.from_env({"KIS_DATA_ROOT": "~/kis"}).data_root == (tmp_path / "kis").resolve()
+    monkeypatch.chdir(tmp_path)
+    relative = Settings.from_env({"KIS_DATA_ROOT": "rel/data"}).data_root
+    assert relative.is_absolute() and relative == (tmp_path / "rel" / "data").resolve()
+
+
+def test_accounts_tolerate_spaces_and_a_trailing_comma() -> None:
+    settings = Settings.from_env({"KIS_ACCOUNTS": " 11112222-01 , 11112222-21, "})
+    assert settings.accounts == (Account("11112222", "01"), Account("11112222", "21"))
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "missing"),
+    [
+        ({"KIS_ENV": "real"}, ["KIS_APP_KEY", "KIS_APP_SECRET", "KIS_ACCOUNTS"]),
+        ({"KIS_APP_KEY": APP_KEY}, ["KIS_APP_SECRET", "KIS_ACCOUNTS"]),
+        ({"KIS_APP_KEY": APP_KEY, "KIS_ACCOUNTS": ACCOUNTS}, ["KIS_APP_SECRET"]),
+        ({"KIS_APP_KEY": APP_KEY, "KIS_APP_SECRET": APP_SECRET}, ["KIS_ACCOUNTS"]),
+        (
+            {"KIS_ENV": "real", "KIS_APP_SECRET": APP_SECRET, "KIS_ACCOUNTS": ACCOUNTS},
+            ["KIS_APP_KEY"],
+        ),
+        ({**REAL, "KIS_APP_SECRET": ""}, ["KIS_APP_SECRET"]),
+    ],
+)
+def test_real_mode_names_what_is_missing(environ: dict[str, str], missing: list[str]) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(environ)
+    message = str(caught.value)
+    named = [name for name in ("KIS_APP_KEY", "KIS_APP_SECRET", "KIS_ACCOUNTS") if name in message]
+    assert named == missing
+    assert APP_SECRET not in message
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["1234-01", "12345678", "12345678-1", "abcdefgh-01", "12345678_01", "12345678-01;87654321-01"],
+)
+def test_malformed_accounts_are_refused(bad: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"KIS_ACCOUNTS": f"11112222-01,{bad}"})
+    message = str(caught.value)
+    assert "KIS_ACCOUNTS" in message
+    assert bad in message
+
+
+@pytest.mark.parametrize(
+    "accounts", ["11112222-01,11112222-01", "11112222-01, 33334444-21 ,11112222-01"]
+)
+def test_duplicate_accounts_are_refused(accounts: str) -> None:
+    with pytest.raises(SettingsError, match="twice"):
+        Settings.from_env({"KIS_ACCOUNTS": accounts})
+
+
+def test_same_cano_with_other_product_is_not_a_duplicate() -> None:
+    assert len(Settings.from_env({"KIS_ACCOUNTS": "11112222-01,11112222-19"}).accounts) == 2
+
+
+@pytest.mark.parametrize("custtype", ["X", "p", "b", "PB"])
+def test_malformed_custtype_is_refused(custtype: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"KIS_CUSTTYPE": custtype})
+    assert "KIS_CUSTTYPE" in str(caught.value) and repr(custtype) in str(caught.value)
+
+
+@pytest.mark.parametrize("env", ["paper", "REAL", "Sim", "prod"])
+def test_malformed_env_is_refused(env: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**REAL, "KIS_ENV": env})
+    message = str(caught.value)
+    assert "KIS_ENV" in message and repr(env) in message
+    assert "sim" in message and "real" in message
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+# -- the .env file --------------------------------------------------------------------------
+
+
+def test_env_file_values_are_used(tmp_path: Path) -> None:
+    env_file = write_env(tmp_path / "custom.env", {**REAL, "KIS_CUSTTYPE": "B"})
+    settings = Settings.from_env({}, env_file=env_file)
+    assert settings.env == "real"
+    assert settings.credentials == Credentials(APP_KEY, APP_SECRET)
+    assert [a.id for a in settings.accounts] == ACCOUNTS.split(",")
+    assert settings.custtype == "B"
+
+
+def test_environment_overrides_the_env_file(tmp_path: Path) -> None:
+    env_file = write_env(
+        tmp_path / "custom.env", {**REAL, "KIS_CUSTTYPE": "B", "KIS_BASE_URL": "http://file"}
+    )
+    settings = Settings.from_env(
+        {"KIS_ACCOUNTS": "99998888-19", "KIS_CUSTTYPE": "P"}, env_file=env_file
+    )
+    assert settings.accounts == (Account("99998888", "19"),)  # from the environment
+    assert settings.custtype == "P"  # from the environment
+    assert settings.credentials == Credentials(APP_KEY, APP_SECRET)  # from the file
+    assert settings.base_url == "http://file"  # from the file
+    # A variable set in the environment wins even when empty.
+    assert Settings.from_env({"KIS_APP_KEY": ""}, env_file=env_file).env == "sim"
+    assert Settings.from_env({"KIS_ENV": "sim"}, env_file=env_file).env == "sim"
+
+
+def test_default_env_file_is_the_module_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env_file = write_env(tmp_path / "project.env", {"KIS_ACCOUNTS": "77776666-01"})
+    monkeypatch.setattr(pipelines.settings, "ENV_FILE", env_file)
+    assert Settings.from_env({}).accounts == (Account("77776666", "01"),)
+
+
+def test_absent_env_file_is_ignored(tmp_path: Path) -> None:
+    assert Settings.from_env({}, env_file=tmp_path / "missing.env").env == "sim"
+
+
+def test_malformed_values_in_the_env_file_are_refused(tmp_path: Path) -> None:
+    env_file = write_env(tmp_path / "custom.env", {"KIS_ACCOUNTS": "1234-5678"})
+    with pytest.raises(SettingsError, match="KIS_ACCOUNTS"):
+        Settings.from_env({}, env_file=env_file)
+
+
+def test_missing_values_error_names_the_env_file_that_was_read(tmp_path: Path) -> None:
+    env_file = write_env(tmp_path / "custom.env", {"KIS_APP_KEY": APP_KEY})
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({}, env_file=env_file)
+    assert str(env_file) in str(caught.value)
+
+
+# -- secrets --------------------------------------------------------------------------------
+
+
+def test_app_secret_is_not_in_repr(tmp_path: Path) -> None:
+    from_environ = Settings.from_env(REAL)
+    from_file = Settings.from_env({}, env_file=write_env(tmp_path / "custom.env", REAL))
+    for settings in (from_environ, from_file):
+        assert settings.credentials.app_secret == APP_SECRET  # it is there, just not shown
+        assert APP_SECRET not in repr(settings)
+        assert APP_SECRET not in str(settings)
+        assert APP_SECRET not in repr(settings.credentials)
