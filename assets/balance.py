@@ -17,7 +17,6 @@ from pipelines.balance.fetch import (
     MissingRawError,
     describe_source,
     fetch_and_land,
-    open_client,
     plan_day,
     today_in_seoul,
 )
@@ -92,40 +91,44 @@ def _land_day(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Materiali
         return dg.MaterializeResult(
             metadata={
                 **metadata,
-                "accounts": [p.parent.name for p in files],
+                "landed_accounts": [p.parent.name for p in files],
                 "landed_files": len(landing.all_files(day)),
             }
         )
     report = fetch_and_land(
-        open_client(settings),
+        settings,
         landing,
-        settings.accounts,
         day,
-        source=source,
         sim_as_of=day if action is DayAction.FETCH_SIMULATED_PAST else None,
     )
     for path in report.landed:
         context.log.info(f"landed {path}")
+    metadata["client_events"] = dict(sorted(report.events.items()))
+    metadata["landed_accounts"] = [p.parent.name for p in report.landed]
     if report.failures:
         raise dg.Failure(
-            description="; ".join(str(error) for error in report.failures.values()),
+            description=(
+                f"{len(report.failures)} of {len(settings.accounts)} accounts failed for {day}"
+                f" (landed: {', '.join(metadata['landed_accounts']) or 'none'}):\n"
+                + "\n".join(str(error) for error in report.failures.values())
+            ),
             metadata={
                 **metadata,
-                "failed_accounts": list(report.failures),
-                **{
-                    f"{account} msg_cd": error.msg_cd
+                "failed_accounts": {
+                    account: (
+                        {"msg_cd": error.msg_cd, "msg1": error.msg1}
+                        if isinstance(error, KisApiError)
+                        else {"error": str(error)}
+                    )
                     for account, error in report.failures.items()
-                    if isinstance(error, KisApiError)
                 },
-                "landed_accounts": [p.parent.name for p in report.landed],
             },
+            allow_retries=False,
         )
     return dg.MaterializeResult(
         metadata={
             **metadata,
-            "accounts": [p.parent.name for p in report.landed],
             "landed_files": len(landing.all_files(day)),
-            "fetched_at": max(p.name for p in report.landed) if report.landed else None,
         }
     )
 

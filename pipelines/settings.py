@@ -1,16 +1,21 @@
 """Settings: the public KIS_* environment contract, read from the environment and `.env`.
 
-KIS_ENV       sim | real. Unset: real when KIS_APP_KEY is set, else sim.
-KIS_BASE_URL  server to call; real default is the KIS domain, sim default the embedded simulator.
-KIS_APP_KEY, KIS_APP_SECRET   credentials (required in real mode).
-KIS_ACCOUNTS  comma-separated CANO-ACNT_PRDT_CD sharing that key (required in real mode).
-KIS_CUSTTYPE  P (default) or B.
-KIS_DATA_ROOT where raw JSON, Parquet and the warehouse live (default: data/ in the repo).
+KIS_ENV            sim | real. Unset: real when KIS_APP_KEY or KIS_ACCOUNTS_FILE is set, else sim.
+KIS_BASE_URL       server; real default is the KIS domain, sim default the embedded simulator.
+KIS_APP_KEY, KIS_APP_SECRET   the default credentials (real mode).
+KIS_ACCOUNTS       comma-separated CANO-ACNT_PRDT_CD using the default credentials.
+KIS_ACCOUNTS_FILE  TOML file of accounts, each may name the env vars holding its own key.
+KIS_CUSTTYPE       P (default) or B; B needs KIS_PERSONALSECKEY, KIS_PHONE_NUMBER, KIS_IP_ADDR
+                   (KIS_SEQ_NO defaults to 001, KIS_MAC_ADDRESS is optional).
+KIS_RATE_LIMIT     requests per second per app key (default 18; KIS allows 20).
+KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/kis/faults.py).
+KIS_DATA_ROOT      where raw JSON, Parquet and the warehouse live (default: data/ in the repo).
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +23,16 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from pipelines.kis.client import Credentials
-from pipelines.kis.protocol import REAL_BASE_URL, Account
+from pipelines.kis.faults import FaultPlan, FaultSpecError
+from pipelines.kis.protocol import REAL_BASE_URL, Account, CorporateIdentity
+from pipelines.kis.ratelimit import DEFAULT_RATE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = REPO_ROOT / ".env"
 SIM_CREDENTIALS = Credentials("SIMULATOR-APP-KEY", "SIMULATOR-APP-SECRET")
 SIM_ACCOUNTS = (Account("12345678", "01"), Account("12345678", "21"))
 ENVS = ("sim", "real")
+ACCOUNT_FILE_KEYS = frozenset({"id", "app_key_env", "app_secret_env"})
 
 
 class SettingsError(ValueError):
@@ -39,10 +47,23 @@ class Settings:
     accounts: tuple[Account, ...]
     custtype: str
     data_root: Path
+    #: Accounts that use their own app key instead of `credentials`.
+    account_credentials: Mapping[Account, Credentials] = field(default_factory=dict, repr=False)
+    corporate: CorporateIdentity | None = None
+    rate_limit: float = DEFAULT_RATE
+    sim_faults: str = ""
 
     @property
     def is_simulated(self) -> bool:
         return self.env == "sim"
+
+    def key_groups(self) -> list[tuple[Credentials, tuple[Account, ...]]]:
+        """Accounts grouped by the app key that fetches them, in configuration order."""
+        groups: dict[str, tuple[Credentials, list[Account]]] = {}
+        for account in self.accounts:
+            credentials = self.account_credentials.get(account, self.credentials)
+            groups.setdefault(credentials.app_key, (credentials, []))[1].append(account)
+        return [(credentials, tuple(accounts)) for credentials, accounts in groups.values()]
 
     @classmethod
     def from_env(
@@ -51,25 +72,32 @@ class Settings:
         env_file = env_file or ENV_FILE
         values = _merged(environ, env_file)
         app_key, app_secret = values.get("KIS_APP_KEY"), values.get("KIS_APP_SECRET")
-        env = values.get("KIS_ENV") or ("real" if app_key else "sim")
+        accounts_file = values.get("KIS_ACCOUNTS_FILE")
+        env = values.get("KIS_ENV") or ("real" if app_key or accounts_file else "sim")
         if env not in ENVS:
             raise SettingsError(f"KIS_ENV={env!r}: expected one of {', '.join(ENVS)}")
-        accounts = _accounts(values.get("KIS_ACCOUNTS", ""))
+        accounts = list(_accounts(values.get("KIS_ACCOUNTS", "")))
+        own_keys: dict[Account, Credentials] = {}
+        if accounts_file:
+            for account, credentials in _accounts_file(Path(accounts_file), values).items():
+                if account in accounts:
+                    raise SettingsError(
+                        f"account {account.id} is in both KIS_ACCOUNTS and {accounts_file}"
+                    )
+                accounts.append(account)
+                if credentials:
+                    own_keys[account] = credentials
         custtype = values.get("KIS_CUSTTYPE") or "P"
         if custtype not in ("P", "B"):
             raise SettingsError(
                 f"KIS_CUSTTYPE={custtype!r}: expected P (personal) or B (corporate)"
             )
         if env == "real":
-            missing = [
-                name
-                for name, value in (
-                    ("KIS_APP_KEY", app_key),
-                    ("KIS_APP_SECRET", app_secret),
-                    ("KIS_ACCOUNTS", accounts),
-                )
-                if not value
-            ]
+            uses_default_key = any(a not in own_keys for a in accounts)
+            required: list[tuple[str, object]] = [("KIS_ACCOUNTS or KIS_ACCOUNTS_FILE", accounts)]
+            if uses_default_key or not accounts:
+                required += [("KIS_APP_KEY", app_key), ("KIS_APP_SECRET", app_secret)]
+            missing = [name for name, value in required if not value]
             if missing:
                 raise SettingsError(
                     f"KIS_ENV=real needs {', '.join(missing)}; set them in the environment or "
@@ -80,13 +108,22 @@ class Settings:
         )
         base_url = values.get("KIS_BASE_URL") or (REAL_BASE_URL if env == "real" else None)
         data_root = Path(values.get("KIS_DATA_ROOT") or REPO_ROOT / "data").expanduser()
+        sim_faults = values.get("KIS_SIM_FAULTS", "")
+        try:
+            FaultPlan.parse(sim_faults)
+        except FaultSpecError as error:
+            raise SettingsError(f"KIS_SIM_FAULTS: {error}") from None
         return cls(
             env=env,
             base_url=base_url.rstrip("/") if base_url else None,
             credentials=credentials,
-            accounts=accounts or SIM_ACCOUNTS,
+            accounts=tuple(accounts) or SIM_ACCOUNTS,
             custtype=custtype,
             data_root=data_root.resolve(),
+            account_credentials=own_keys,
+            corporate=_corporate(values) if custtype == "B" else None,
+            rate_limit=_rate_limit(values.get("KIS_RATE_LIMIT")),
+            sim_faults=sim_faults,
         )
 
 
@@ -108,3 +145,68 @@ def _accounts(text: str) -> tuple[Account, ...]:
     if len(set(accounts)) != len(accounts):
         raise SettingsError(f"KIS_ACCOUNTS lists an account twice: {text!r}")
     return accounts
+
+
+def _accounts_file(path: Path, values: Mapping[str, str]) -> dict[Account, Credentials | None]:
+    """Accounts from the TOML file; keys are named by env var, never written in the file."""
+    try:
+        entries = tomllib.loads(path.read_text()).get("account", [])
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise SettingsError(f"KIS_ACCOUNTS_FILE {path}: {error}") from None
+    accounts: dict[Account, Credentials | None] = {}
+    for number, entry in enumerate(entries, start=1):
+        where = f"KIS_ACCOUNTS_FILE {path}, [[account]] #{number}"
+        unknown = set(entry) - ACCOUNT_FILE_KEYS
+        if unknown:
+            raise SettingsError(
+                f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(ACCOUNT_FILE_KEYS)}. "
+                "Secrets never go in this file: name the variables that hold them with "
+                "app_key_env and app_secret_env."
+            )
+        try:
+            account = Account.parse(str(entry.get("id", "")))
+        except ValueError as error:
+            raise SettingsError(f"{where}: {error}") from None
+        if account in accounts:
+            raise SettingsError(f"{where}: account {account.id} is listed twice")
+        key_env, secret_env = entry.get("app_key_env"), entry.get("app_secret_env")
+        if bool(key_env) != bool(secret_env):
+            raise SettingsError(f"{where}: give both app_key_env and app_secret_env, or neither")
+        credentials = None
+        if key_env and secret_env:
+            key, secret = values.get(key_env), values.get(secret_env)
+            unset = [name for name, value in ((key_env, key), (secret_env, secret)) if not value]
+            if unset:
+                raise SettingsError(
+                    f"{where} (account {account.id}): {', '.join(unset)} not set in the "
+                    "environment or .env"
+                )
+            credentials = Credentials(str(key), str(secret))
+        accounts[account] = credentials
+    return accounts
+
+
+def _corporate(values: Mapping[str, str]) -> CorporateIdentity:
+    names = ("KIS_PERSONALSECKEY", "KIS_PHONE_NUMBER", "KIS_IP_ADDR")
+    missing = [name for name in names if not values.get(name)]
+    if missing:
+        raise SettingsError(f"KIS_CUSTTYPE=B (corporate) needs {', '.join(missing)}")
+    return CorporateIdentity(
+        personalseckey=values["KIS_PERSONALSECKEY"],
+        phone_number=values["KIS_PHONE_NUMBER"],
+        ip_addr=values["KIS_IP_ADDR"],
+        seq_no=values.get("KIS_SEQ_NO") or "001",
+        mac_address=values.get("KIS_MAC_ADDRESS", ""),
+    )
+
+
+def _rate_limit(text: str | None) -> float:
+    if not text:
+        return DEFAULT_RATE
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate <= 1000:
+        raise SettingsError(f"KIS_RATE_LIMIT={text!r}: expected requests per second, e.g. 18")
+    return rate

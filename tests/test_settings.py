@@ -19,6 +19,11 @@ REAL: dict[str, str] = {
     "KIS_APP_SECRET": APP_SECRET,
     "KIS_ACCOUNTS": ACCOUNTS,
 }
+CORPORATE = {
+    "KIS_PERSONALSECKEY": "corp-secret-key-0123",
+    "KIS_PHONE_NUMBER": "01011112222",
+    "KIS_IP_ADDR": "203.0.113.7",
+}
 
 
 def write_env(path: Path, values: dict[str, str]) -> Path:
@@ -81,7 +86,14 @@ def test_base_url_is_used_without_trailing_slash() -> None:
 
 
 def test_custtype_b_is_accepted() -> None:
-    assert Settings.from_env({"KIS_CUSTTYPE": "B"}).custtype == "B"
+    settings = Settings.from_env({"KIS_CUSTTYPE": "B", **CORPORATE})
+    assert settings.custtype == "B"
+    assert settings.corporate is not None
+    assert settings.corporate.phone_number == CORPORATE["KIS_PHONE_NUMBER"]
+    assert settings.corporate.seq_no == "001"
+    assert CORPORATE["KIS_PERSONALSECKEY"] not in repr(settings)
+    with pytest.raises(SettingsError, match="KIS_PERSONALSECKEY, KIS_PHONE_NUMBER, KIS_IP_ADDR"):
+        Settings.from_env({"KIS_CUSTTYPE": "B"})
 
 
 def test_data_root_expands_home_and_resolves(
@@ -173,7 +185,7 @@ def test_settings_error_is_a_value_error() -> None:
 
 
 def test_env_file_values_are_used(tmp_path: Path) -> None:
-    env_file = write_env(tmp_path / "custom.env", {**REAL, "KIS_CUSTTYPE": "B"})
+    env_file = write_env(tmp_path / "custom.env", {**REAL, "KIS_CUSTTYPE": "B", **CORPORATE})
     settings = Settings.from_env({}, env_file=env_file)
     assert settings.env == "real"
     assert settings.credentials == Credentials(APP_KEY, APP_SECRET)
@@ -183,7 +195,8 @@ def test_env_file_values_are_used(tmp_path: Path) -> None:
 
 def test_environment_overrides_the_env_file(tmp_path: Path) -> None:
     env_file = write_env(
-        tmp_path / "custom.env", {**REAL, "KIS_CUSTTYPE": "B", "KIS_BASE_URL": "http://file"}
+        tmp_path / "custom.env",
+        {**REAL, "KIS_CUSTTYPE": "B", **CORPORATE, "KIS_BASE_URL": "http://file"},
     )
     settings = Settings.from_env(
         {"KIS_ACCOUNTS": "99998888-19", "KIS_CUSTTYPE": "P"}, env_file=env_file

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from pipelines.balance.landing import RawLanding
-from pipelines.kis import simulator
-from pipelines.kis.client import KisClient
-from pipelines.kis.protocol import Account, KisError
+from pipelines.kis import ratelimit, simulator
+from pipelines.kis.client import Credentials, KisClient
+from pipelines.kis.protocol import KisError
 from pipelines.kis.tokens import SEOUL, TokenCache
 from pipelines.settings import Settings
 
@@ -55,18 +56,29 @@ def plan_day(day: date, *, today: date, simulated: bool, landed: bool) -> DayAct
     )
 
 
-def open_client(settings: Settings, token_cache: TokenCache | None = None) -> KisClient:
-    """A client for the configured server; the embedded simulator is started if it is the one."""
+def open_client(
+    settings: Settings,
+    credentials: Credentials | None = None,
+    token_cache: TokenCache | None = None,
+) -> KisClient:
+    """A client for the configured server and one app key (the default one unless given).
+
+    The embedded simulator is started if it is the server.
+    """
     if settings.base_url is None:
-        base_url, server_id = simulator.embedded().base_url, EMBEDDED_SERVER_ID
+        base_url = simulator.embedded(settings.sim_faults).base_url
+        server_id = EMBEDDED_SERVER_ID
     else:
         base_url, server_id = settings.base_url, settings.base_url
+    credentials = credentials or settings.credentials
     return KisClient(
         base_url,
-        settings.credentials,
+        credentials,
         token_cache=token_cache or TokenCache(),
         custtype=settings.custtype,
+        corporate=settings.corporate,
         server_id=server_id,
+        rate_limiter=ratelimit.for_app_key(credentials.app_key, settings.rate_limit),
     )
 
 
@@ -80,26 +92,35 @@ def describe_source(settings: Settings) -> dict[str, Any]:
 class LandingReport:
     landed: list[Path] = field(default_factory=list)
     failures: dict[str, KisError] = field(default_factory=dict)
+    #: Retries, token issuances and waits, summed over every client of the run.
+    events: Counter[str] = field(default_factory=Counter)
 
 
 def fetch_and_land(
-    client: KisClient,
+    settings: Settings,
     landing: RawLanding,
-    accounts: tuple[Account, ...],
     day: date,
     *,
-    source: dict[str, Any],
     sim_as_of: date | None = None,
+    token_cache: TokenCache | None = None,
 ) -> LandingReport:
-    """Fetch each account and land each answer; one account's failure does not stop the rest."""
+    """Fetch every account, one client per app key, and land each answer as it arrives.
+
+    One account's failure is recorded and the others go on: what they land is kept.
+    """
     report = LandingReport()
-    for account in accounts:
-        try:
-            response = client.inquire_account_balance(account, sim_as_of=sim_as_of)
-        except KisError as error:
-            log.error("%s", error)
-            report.failures[account.id] = error
-            continue
-        as_of = {"as_of": sim_as_of.isoformat()} if sim_as_of else {}
-        report.landed.append(landing.land(response, day, source={**source, **as_of}))
+    source = describe_source(settings)
+    if sim_as_of:
+        source["as_of"] = sim_as_of.isoformat()
+    for credentials, accounts in settings.key_groups():
+        client = open_client(settings, credentials, token_cache)
+        for account in accounts:
+            try:
+                response = client.inquire_account_balance(account, sim_as_of=sim_as_of)
+            except KisError as error:
+                log.error("%s", error)
+                report.failures[account.id] = error
+                continue
+            report.landed.append(landing.land(response, day, source=source))
+        report.events.update(client.events)
     return report

@@ -1,8 +1,17 @@
-"""KisClient: token issuance and the CTRP6548R balance request over `requests`."""
+"""KisClient: token issuance and the CTRP6548R balance request over `requests`.
+
+It survives what the real service does under load: tokens are cached and reused (one issuance
+per minute per app key is all KIS allows), requests are paced by a per-key rate limiter, and
+transient faults (5xx, a gateway's HTML page, connection errors, timeouts, EGW00201) are
+retried with exponential backoff and jitter. Business errors are raised at once, by code.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -10,14 +19,25 @@ from typing import Any
 
 import requests
 
-from pipelines.kis import protocol
-from pipelines.kis.protocol import Account, KisApiError, KisError, KisProtocolError
+from pipelines.kis import protocol, ratelimit
+from pipelines.kis.protocol import (
+    Account,
+    CorporateIdentity,
+    KisApiError,
+    KisError,
+    KisProtocolError,
+)
+from pipelines.kis.ratelimit import RateLimiter
+from pipelines.kis.retry import Backoff
 from pipelines.kis.tokens import SEOUL, Token, TokenCache
 
 log = logging.getLogger(__name__)
 
 TOKEN_EXPIRED = "EGW00123"
+TOKEN_THROTTLED = "EGW00133"
+RATE_LIMITED = "EGW00201"
 CONTINUED = frozenset({"F", "M"})
+DEFAULT_BACKOFF = Backoff()
 
 
 @dataclass(frozen=True)
@@ -43,8 +63,22 @@ class BalanceResponse:
     pages: tuple[Page, ...]
 
 
+class KisTransientError(KisError):
+    """A fault worth retrying: the service or the network, not the request, went wrong."""
+
+
+class KisGatewayError(KisTransientError, KisProtocolError):
+    """A 5xx or 429 whose body is not the service's JSON (a gateway's HTML page, nothing)."""
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def is_transient(error: KisError) -> bool:
+    if isinstance(error, KisApiError):
+        return error.msg_cd == RATE_LIMITED
+    return isinstance(error, KisTransientError)
 
 
 class KisClient:
@@ -57,67 +91,104 @@ class KisClient:
         *,
         token_cache: TokenCache,
         custtype: str = "P",
+        corporate: CorporateIdentity | None = None,
         server_id: str | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
         max_pages: int = 20,
+        rate_limiter: RateLimiter | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        token_throttle_wait: float = 61.0,
         clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
     ):
+        if custtype == "B" and corporate is None:
+            raise ValueError("custtype B (corporate) needs a CorporateIdentity")
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
         self.token_cache = token_cache
         self.custtype = custtype
+        self.corporate = corporate
         #: What the token cache files the token under; the base URL unless the server moves.
         self.server_id = server_id or self.base_url
         self.timeout = timeout
         self.max_pages = max_pages
+        self.rate_limiter = rate_limiter or ratelimit.for_app_key(credentials.app_key)
+        self.backoff = backoff
+        self.token_throttle_wait = token_throttle_wait
         self.clock = clock
+        self.sleep = sleep
         self.session = session or requests.Session()
+        #: What happened on the way: retries by cause, tokens issued, throttle waits.
+        self.events: Counter[str] = Counter()
 
     # -- tokens ---------------------------------------------------------------------------
     def access_token(self) -> str:
-        """A cached token if one is still good, else one freshly issued (and cached)."""
+        """A cached token if one is still good, else one freshly issued (and cached).
+
+        The cache is locked while issuing, so runs that start together issue one token.
+        """
         key = (self.server_id, self.credentials.app_key)
         cached = self.token_cache.load(*key, now=self.clock())
         if cached:
             return cached.access_token
         with self.token_cache.locked(*key):
-            cached = self.token_cache.load(*key, now=self.clock())  # another run may have won
-            if cached:
-                return cached.access_token
-            token = self._issue_token()
-            self.token_cache.save(*key, token)
-            return token.access_token
+            for waits in range(3):
+                cached = self.token_cache.load(*key, now=self.clock())  # another run may have won
+                if cached:
+                    return cached.access_token
+                try:
+                    token = self._issue_token()
+                except KisApiError as error:
+                    if error.msg_cd != TOKEN_THROTTLED or waits == 2:
+                        raise
+                    log.warning(
+                        "token issuance throttled (EGW00133: one per minute per app key); "
+                        "waiting %.0f s instead of failing",
+                        self.token_throttle_wait,
+                    )
+                    self.events["token_throttle_waits"] += 1
+                    self.sleep(self.token_throttle_wait)
+                    continue
+                self.token_cache.save(*key, token)
+                return token.access_token
+        raise AssertionError("unreachable")
 
     def _issue_token(self) -> Token:
         what = "token issuance (/oauth2/tokenP)"
         log.info("Issuing a new KIS access token for app key …%s", self.credentials.app_key[-4:])
-        response = self._send(
-            "POST",
-            protocol.TOKEN_PATH,
-            what=what,
-            json={
-                "grant_type": "client_credentials",
-                "appkey": self.credentials.app_key,
-                "appsecret": self.credentials.app_secret,
-            },
-        )
-        body = protocol.parse_body(response.text, what=what, http_status=response.status_code)
-        if "error_code" in body or "access_token" not in body:
-            raise KisApiError(
+
+        def issue() -> Token:
+            response = self._send(
+                "POST",
+                protocol.TOKEN_PATH,
                 what=what,
-                rt_cd=str(body.get("rt_cd", "")),
-                msg_cd=str(body.get("error_code") or body.get("msg_cd", "")),
-                msg1=str(body.get("error_description") or body.get("msg1", "")),
-                http_status=response.status_code,
+                json={
+                    "grant_type": "client_credentials",
+                    "appkey": self.credentials.app_key,
+                    "appsecret": self.credentials.app_secret,
+                },
             )
-        try:
-            expires_at = datetime.strptime(
-                body["access_token_token_expired"], "%Y-%m-%d %H:%M:%S"
-            ).replace(tzinfo=SEOUL)
-        except (KeyError, ValueError):
-            expires_at = self.clock() + timedelta(seconds=int(body.get("expires_in", 0)))
-        return Token(body["access_token"], expires_at)
+            body = self._parse(response, what=what)
+            if "error_code" in body or "access_token" not in body:
+                raise KisApiError(
+                    what=what,
+                    rt_cd=str(body.get("rt_cd", "")),
+                    msg_cd=str(body.get("error_code") or body.get("msg_cd", "")),
+                    msg1=str(body.get("error_description") or body.get("msg1", "")),
+                    http_status=response.status_code,
+                )
+            try:
+                expires_at = datetime.strptime(
+                    body["access_token_token_expired"], "%Y-%m-%d %H:%M:%S"
+                ).replace(tzinfo=SEOUL)
+            except (KeyError, ValueError):
+                expires_at = self.clock() + timedelta(seconds=int(body.get("expires_in", 0)))
+            return Token(body["access_token"], expires_at)
+
+        token = self._with_retries(issue, what=what)
+        self.events["tokens_issued"] += 1
+        return token
 
     # -- the balance TR -------------------------------------------------------------------
     def inquire_account_balance(
@@ -129,38 +200,12 @@ class KisClient:
         thing, and callers only pass it in simulator mode.
         """
         what = f"account {account.id}: {protocol.BALANCE_TR_ID} balance inquiry"
-        try:
-            return self._balance_pages(account, what=what, sim_as_of=sim_as_of)
-        except KisApiError as error:
-            if error.msg_cd != TOKEN_EXPIRED:
-                raise
-            log.warning("%s: token expired or revoked (EGW00123); issuing a new one", what)
-            self.token_cache.discard(self.server_id, self.credentials.app_key)
-            return self._balance_pages(account, what=what, sim_as_of=sim_as_of)
-
-    def _balance_pages(
-        self, account: Account, *, what: str, sim_as_of: date | None
-    ) -> BalanceResponse:
         pages: list[Page] = []
         tr_cont = ""
         while True:
-            headers = self._balance_headers(tr_cont)
-            if sim_as_of is not None:
-                headers[protocol.SIM_AS_OF_HEADER] = sim_as_of.isoformat()
-            response = self._send(
-                "GET",
-                protocol.BALANCE_PATH,
+            page = self._with_retries(
+                functools.partial(self._balance_page, account, tr_cont, sim_as_of, what=what),
                 what=what,
-                headers=headers,
-                params=protocol.balance_params(account),
-            )
-            body = protocol.parse_body(response.text, what=what, http_status=response.status_code)
-            protocol.check_rt_cd(body, what=what, http_status=response.status_code)
-            page = Page(
-                status=response.status_code,
-                tr_id=response.headers.get("tr_id", ""),
-                tr_cont=response.headers.get("tr_cont", ""),
-                body=response.text,
             )
             pages.append(page)
             if page.tr_cont not in CONTINUED:
@@ -172,8 +217,42 @@ class KisClient:
                 )
             tr_cont = "N"
 
+    def _balance_page(
+        self, account: Account, tr_cont: str, sim_as_of: date | None, *, what: str
+    ) -> Page:
+        """One request, re-issuing the token once if the server says it expired."""
+        for renewed in (False, True):
+            headers = self._balance_headers(tr_cont)
+            if sim_as_of is not None:
+                headers[protocol.SIM_AS_OF_HEADER] = sim_as_of.isoformat()
+            self.rate_limiter.acquire()
+            response = self._send(
+                "GET",
+                protocol.BALANCE_PATH,
+                what=what,
+                headers=headers,
+                params=protocol.balance_params(account),
+            )
+            body = self._parse(response, what=what)
+            try:
+                protocol.check_rt_cd(body, what=what, http_status=response.status_code)
+            except KisApiError as error:
+                if error.msg_cd != TOKEN_EXPIRED or renewed:
+                    raise
+                log.warning("%s: token expired or revoked (EGW00123); issuing a new one", what)
+                self.events["token_renewals"] += 1
+                self.token_cache.discard(self.server_id, self.credentials.app_key)
+                continue
+            return Page(
+                status=response.status_code,
+                tr_id=response.headers.get("tr_id", ""),
+                tr_cont=response.headers.get("tr_cont", ""),
+                body=response.text,
+            )
+        raise AssertionError("unreachable")
+
     def _balance_headers(self, tr_cont: str) -> dict[str, str]:
-        return {
+        headers = {
             "content-type": "application/json; charset=utf-8",
             "authorization": f"Bearer {self.access_token()}",
             "appkey": self.credentials.app_key,
@@ -182,14 +261,52 @@ class KisClient:
             "tr_cont": tr_cont,
             "custtype": self.custtype,
         }
+        if self.corporate:
+            headers.update(self.corporate.headers())
+        return headers
+
+    # -- transport ------------------------------------------------------------------------
+    def _with_retries(self, call: Callable[[], Any], *, what: str) -> Any:
+        for attempt in range(self.backoff.attempts):
+            try:
+                return call()
+            except KisError as error:
+                if not is_transient(error):
+                    raise
+                if attempt + 1 >= self.backoff.attempts:
+                    if isinstance(error, KisApiError):
+                        raise
+                    raise type(error)(
+                        f"{error} (still failing after {self.backoff.attempts} attempts)"
+                    ) from None
+                delay = self.backoff.delay(attempt)
+                cause = error.msg_cd if isinstance(error, KisApiError) else type(error).__name__
+                self.events[f"retries_{cause}"] += 1
+                log.warning(
+                    "%s: transient fault, retry %d in %.2f s: %s", what, attempt + 1, delay, error
+                )
+                self.sleep(delay)
+        raise AssertionError("unreachable")
 
     def _send(self, method: str, path: str, *, what: str, **kwargs: Any) -> requests.Response:
         try:
             response = self.session.request(
                 method, self.base_url + path, timeout=self.timeout, **kwargs
             )
+        except requests.Timeout as error:
+            raise KisTransientError(f"{what}: {self.base_url} timed out: {error}") from None
         except requests.RequestException as error:
             # The exception text names the URL only; headers (and so secrets) never appear.
-            raise KisError(f"{what}: could not reach {self.base_url}: {error}") from None
+            raise KisTransientError(f"{what}: could not reach {self.base_url}: {error}") from None
         response.encoding = "utf-8"
         return response
+
+    @staticmethod
+    def _parse(response: requests.Response, *, what: str) -> dict[str, Any]:
+        """The JSON body; a 5xx or 429 that is not JSON (a gateway's page) is transient."""
+        try:
+            return protocol.parse_body(response.text, what=what, http_status=response.status_code)
+        except KisProtocolError as error:
+            if response.status_code >= 500 or response.status_code == 429:
+                raise KisGatewayError(str(error)) from None
+            raise

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 REAL_BASE_URL = "https://openapi.koreainvestment.com:9443"
@@ -83,6 +84,29 @@ class Account:
 
     def __str__(self) -> str:
         return self.id
+
+
+@dataclass(frozen=True)
+class CorporateIdentity:
+    """Headers KIS requires of corporate customers (custtype B); gt_uid is new per request."""
+
+    personalseckey: str = field(repr=False)
+    phone_number: str
+    ip_addr: str
+    seq_no: str = "001"
+    mac_address: str = ""
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "personalseckey": self.personalseckey,
+            "seq_no": self.seq_no,
+            "phone_number": self.phone_number,
+            "ip_addr": self.ip_addr,
+            "gt_uid": uuid.uuid4().hex,
+        }
+        if self.mac_address:
+            headers["mac_address"] = self.mac_address
+        return headers
 
 
 def balance_params(account: Account) -> dict[str, str]:

@@ -15,14 +15,17 @@ import hmac
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from pipelines.balance import layouts
 from pipelines.kis import protocol
+from pipelines.kis.faults import KINDS, Fault, FaultPlan, FaultSpecError
 from pipelines.kis.protocol import Account
 from pipelines.kis.simulated_portfolio import balance_body
 from pipelines.kis.tokens import SEOUL
@@ -44,12 +47,21 @@ class Simulator:
         port: int = 0,
         *,
         token_interval: float = 60.0,
+        rate_limit: float | None = 20.0,
+        faults: FaultPlan | str | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.token_interval = token_interval
+        self.rate_limit = rate_limit
+        self.faults = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
+        self.fault_spec = str(faults or "")
         self.clock = clock
         self.requests: Counter[str] = Counter()
         self._last_issue: dict[str, float] = {}
+        self._recent: dict[str, deque[float]] = {}
+        self._gt_uids: set[str] = set()
+        self._cursors: dict[tuple[str, str], int] = {}
+        self._page_counts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), _handler_for(self))
         self.server.daemon_threads = True
@@ -93,9 +105,10 @@ class Simulator:
                 "error_code": "EGW00103",
             }
         now = self.clock()
+        throttled = self.faults.take("*", {"token_throttle"})
         with self._lock:
             last = self._last_issue.get(app_key)
-            if last is not None and now - last < self.token_interval:
+            if throttled or (last is not None and now - last < self.token_interval):
                 return 403, {
                     "error_description": "접근토큰 발급 잠시 후 다시 시도하세요(1분당 1회)",
                     "error_code": "EGW00133",
@@ -132,30 +145,137 @@ class Simulator:
         return None
 
     # -- the balance TR -------------------------------------------------------------------
-    def balance(self, headers: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    def _over_rate_limit(self, app_key: str) -> bool:
+        """Sliding one-second window per app key, as KIS counts 초당 거래건수."""
+        if self.rate_limit is None:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            recent = self._recent.setdefault(app_key, deque())
+            while recent and now - recent[0] >= 1.0:
+                recent.popleft()
+            if len(recent) >= self.rate_limit:
+                return True
+            recent.append(now)
+            return False
+
+    def _corporate_problem(self, headers: Any) -> dict[str, str] | None:
+        for name in ("personalseckey", "seq_no", "phone_number", "ip_addr", "gt_uid"):
+            if not headers.get(name):
+                return _error("OPSQ1003", f"ERROR : INPUT_FIELD_NOT_FOUND [{name}] (법인 필수)")
+        with self._lock:
+            if headers["gt_uid"] in self._gt_uids:
+                return _error("OPSQ1004", "ERROR : DUPLICATE gt_uid (거래별로 UNIQUE해야 함)")
+            self._gt_uids.add(headers["gt_uid"])
+        return None
+
+    def balance(self, headers: Any, query: dict[str, list[str]]) -> Reply:
         self.requests["balance"] += 1
+        if self._over_rate_limit(headers.get("appkey") or ""):
+            self.requests["rate_limited"] += 1
+            return Reply(500, _error("EGW00201", "초당 거래건수를 초과하였습니다."))
         problem = self.token_problem(headers)
         if problem:
-            return 500, problem
+            return Reply(500, problem)
         if headers.get("tr_id") != protocol.BALANCE_TR_ID:
-            return 500, _error("OPSQ0002", "없는 서비스 코드 입니다")
-        if headers.get("custtype") not in ("P", "B"):
-            return 500, _error("OPSQ1002", "ERROR : INPUT INVALID_CHECK_CUSTTYPE")
+            return Reply(500, _error("OPSQ0002", "없는 서비스 코드 입니다"))
+        custtype = headers.get("custtype")
+        if custtype not in ("P", "B"):
+            return Reply(500, _error("OPSQ1002", "ERROR : INPUT INVALID_CHECK_CUSTTYPE"))
+        if custtype == "B":
+            problem = self._corporate_problem(headers)
+            if problem:
+                return Reply(500, problem)
         for name in protocol.balance_params(Account("00000000", "01")):
             if name not in query:
-                return 500, _error("OPSQ2001", f"ERROR : INPUT_FIELD_NOT_FOUND [{name}]")
+                return Reply(500, _error("OPSQ2001", f"ERROR : INPUT_FIELD_NOT_FOUND [{name}]"))
         try:
             account = Account.parse(f"{query['CANO'][0]}-{query['ACNT_PRDT_CD'][0]}")
         except ValueError:
             account = None
         if account is None or account.cano == "00000000":
-            return 200, _error("OPSQ2000", "ERROR : INPUT INVALID_CHECK_ACNO")
+            return Reply(200, _error("OPSQ2000", "ERROR : INPUT INVALID_CHECK_ACNO"))
         today = datetime.fromtimestamp(self.clock(), SEOUL).date()
         as_of = headers.get(protocol.SIM_AS_OF_HEADER)
-        day = date.fromisoformat(as_of) if as_of else today
+        try:
+            day = date.fromisoformat(as_of) if as_of else today
+        except ValueError:
+            return Reply(200, _error("OPSQ9998", f"시뮬레이터: {as_of!r} 은(는) 날짜가 아닙니다"))
         if day > today:
-            return 200, _error("OPSQ9999", f"시뮬레이터: {day} 은(는) 아직 오지 않은 날입니다")
-        return 200, balance_body(account, day)
+            return Reply(
+                200, _error("OPSQ9999", f"시뮬레이터: {day} 은(는) 아직 오지 않은 날입니다")
+            )
+        fault = self.faults.take(account.id, TRANSPORT_FAULTS)
+        if fault:
+            self.requests[f"fault_{fault.kind}"] += 1
+            return _fault_reply(fault)
+        body = balance_body(account, day)
+        fault = self.faults.take(account.id, {"row_count"})
+        if fault:
+            self.requests["fault_row_count"] += 1
+            ima = next(
+                i
+                for i, c in enumerate(layouts.for_product(account.product_code).categories)
+                if c.code == "ima"
+            )
+            del body["output1"][ima]
+        return self._page(headers, account, body)
+
+    def _page(self, headers: Any, account: Account, body: dict[str, Any]) -> Reply:
+        """The whole body, or with a `pages` fault the next slice of output1 (tr_cont M/D)."""
+        key = (headers.get("appkey") or "", account.id)
+        fault = self.faults.take(account.id, {"pages"}) if headers.get("tr_cont") != "N" else None
+        with self._lock:
+            if fault:
+                self._cursors[key] = 0
+            elif headers.get("tr_cont") != "N" or key not in self._cursors:
+                self._cursors.pop(key, None)
+                return Reply(200, body)
+            rows = body["output1"]
+            count = int(fault.arg or 2) if fault else self._page_counts[key]
+            self._page_counts[key] = count
+            index = self._cursors[key]
+            size = -(-len(rows) // count)
+            body["output1"] = rows[index * size : (index + 1) * size]
+            last = index + 1 >= count
+            if last:
+                del self._cursors[key]
+            else:
+                self._cursors[key] = index + 1
+        return Reply(200, body, tr_cont="D" if last else "M")
+
+
+TRANSPORT_FAULTS = frozenset(
+    {"rate_limit", "expired_token", "server_error", "html_error", "hang", "business_error"}
+)
+GATEWAY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
+    "</h1></center><hr><center>nginx</center></body></html>"
+)
+
+
+def _fault_reply(fault: Fault) -> Reply:
+    if fault.kind == "rate_limit":
+        return Reply(500, _error("EGW00201", "초당 거래건수를 초과하였습니다."))
+    if fault.kind == "expired_token":
+        return Reply(500, _error("EGW00123", "기간이 만료된 token 입니다."))
+    if fault.kind == "server_error":
+        return Reply(500, "", content_type="text/plain")
+    if fault.kind == "html_error":
+        return Reply(502, GATEWAY_PAGE, content_type="text/html")
+    if fault.kind == "business_error":
+        return Reply(200, _error("OPSQ2002", "ERROR : 조회 권한이 없는 계좌입니다"))
+    assert fault.kind == "hang"
+    return Reply(200, _error("OPSQ9997", "hung response"), delay=float(fault.arg or 30))
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any] | str
+    tr_cont: str = "D"
+    content_type: str = "application/json; charset=UTF-8"
+    delay: float = 0.0
 
 
 def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
@@ -167,15 +287,27 @@ def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _reply(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json; charset=UTF-8")
-            self.send_header("content-length", str(len(data)))
-            if self.headers.get("tr_id"):
-                self.send_header("tr_id", self.headers["tr_id"])
-                self.send_header("tr_cont", "D")
-            self.end_headers()
-            self.wfile.write(data)
+            self._send(Reply(status, body))
+
+        def _send(self, reply: Reply) -> None:
+            if reply.delay:
+                time.sleep(reply.delay)
+            body = reply.body
+            text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+            data = text.encode()
+            try:
+                self.send_response(reply.status)
+                self.send_header("content-type", reply.content_type)
+                self.send_header("content-length", str(len(data)))
+                if self.headers.get("tr_id"):
+                    self.send_header("tr_id", self.headers["tr_id"])
+                    self.send_header("tr_cont", reply.tr_cont)
+                if self.headers.get("gt_uid"):
+                    self.send_header("gt_uid", self.headers["gt_uid"])
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a hang fault outlived its read timeout)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
@@ -194,7 +326,7 @@ def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if url.path != protocol.BALANCE_PATH:
                 self._reply(404, _error("EGW00002", "잘못된 요청입니다."))
                 return
-            self._reply(*sim.balance(self.headers, parse_qs(url.query, keep_blank_values=True)))
+            self._send(sim.balance(self.headers, parse_qs(url.query, keep_blank_values=True)))
 
     return Handler
 
@@ -203,12 +335,18 @@ _embedded: Simulator | None = None
 _embedded_lock = threading.Lock()
 
 
-def embedded() -> Simulator:
-    """The process-wide simulator on a free loopback port, started on first use."""
+def embedded(faults: str = "") -> Simulator:
+    """The process-wide simulator on a free loopback port, started on first use.
+
+    `faults` (KIS_SIM_FAULTS) replaces its fault plan when it differs from the current one.
+    """
     global _embedded
     with _embedded_lock:
         if _embedded is None:
-            _embedded = Simulator().start()
+            _embedded = Simulator(faults=faults).start()
+        elif faults != _embedded.fault_spec:
+            _embedded.faults = FaultPlan.parse(faults)
+            _embedded.fault_spec = faults
         return _embedded
 
 
@@ -222,10 +360,36 @@ def main(argv: list[str] | None = None) -> None:
         default=60.0,
         help="seconds between token issuances per app key (KIS: 60)",
     )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=20.0,
+        help="balance requests per second per app key (KIS: 20; 0: unlimited)",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="TARGET:KIND[*TIMES][=ARG]",
+        help="inject a fault (repeatable); KIND is one of: "
+        + "; ".join(f"{kind} ({what})" for kind, what in KINDS.items()),
+    )
     args = parser.parse_args(argv)
-    sim = Simulator(args.host, args.port, token_interval=args.token_interval)
+    try:
+        faults = FaultPlan.parse(",".join(args.fault))
+    except FaultSpecError as error:
+        parser.error(str(error))
+    sim = Simulator(
+        args.host,
+        args.port,
+        token_interval=args.token_interval,
+        rate_limit=args.rate_limit or None,
+        faults=faults,
+    )
     print(f"KIS simulator listening on {sim.base_url}", flush=True)
     print(f"  point the pipeline at it: KIS_ENV=sim KIS_BASE_URL={sim.base_url}", flush=True)
+    if sim.faults.faults:
+        print(f"  injecting faults: {sim.faults}", flush=True)
     try:
         sim.server.serve_forever()
     except KeyboardInterrupt:

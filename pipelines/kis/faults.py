@@ -1,0 +1,90 @@
+"""FaultPlan: faults the simulator injects, per account or for every account, by spec string.
+
+Spec: comma-separated `TARGET:KIND[*TIMES][=ARG]`, where TARGET is an account id
+(CANO-ACNT_PRDT_CD) or `*`, TIMES how many requests the fault hits (default: every one), and
+ARG a number for the kinds that take one. Examples:
+  `*:rate_limit*2`             the next two balance requests are refused with EGW00201
+  `12345678-01:html_error*1`   one gateway HTML page (HTTP 502) for that account
+  `12345678-21:pages=3`        that account's output1 comes in three pages (tr_cont M, M, D)
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+#: kind → what the simulator does (and the default ARG where the kind takes one)
+KINDS: dict[str, str] = {
+    "rate_limit": "HTTP 500, rt_cd 1, EGW00201 초당 거래건수를 초과하였습니다.",
+    "token_throttle": "token issuance refused with EGW00133 (target `*`)",
+    "expired_token": "HTTP 500, rt_cd 1, EGW00123 기간이 만료된 token 입니다.",
+    "server_error": "HTTP 500 with an empty body",
+    "html_error": "HTTP 502 with a gateway's HTML error page",
+    "hang": "answer only after ARG seconds (default 30)",
+    "business_error": "rt_cd 1 with msg_cd OPSQ2002 (not transient)",
+    "pages": "output1 split over ARG pages (default 2), continued with tr_cont",
+    "row_count": "output1 in the earlier layout: the IMA row left out (19 or 16 rows)",
+}
+DEFAULT_ARGS = {"hang": 30.0, "pages": 2.0}
+
+
+class FaultSpecError(ValueError):
+    pass
+
+
+@dataclass
+class Fault:
+    target: str
+    kind: str
+    remaining: int | None  # None: every request
+    arg: float | None
+
+    def __str__(self) -> str:
+        times = "" if self.remaining is None else f"*{self.remaining}"
+        arg = "" if self.arg is None else f"={self.arg:g}"
+        return f"{self.target}:{self.kind}{times}{arg}"
+
+
+class FaultPlan:
+    def __init__(self, faults: list[Fault] | None = None):
+        self.faults = faults or []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def parse(cls, spec: str | None) -> FaultPlan:
+        faults = []
+        for item in (spec or "").split(","):
+            if not item.strip():
+                continue
+            target, sep, rest = item.strip().partition(":")
+            rest, _, arg = rest.partition("=")
+            kind, _, times = rest.partition("*")
+            if not sep or kind not in KINDS:
+                raise FaultSpecError(
+                    f"fault {item.strip()!r}: expected TARGET:KIND[*TIMES][=ARG] with KIND one "
+                    f"of {', '.join(KINDS)}"
+                )
+            try:
+                remaining = int(times) if times else None
+                value = float(arg) if arg else DEFAULT_ARGS.get(kind)
+            except ValueError:
+                raise FaultSpecError(f"fault {item.strip()!r}: TIMES and ARG are numbers") from None
+            faults.append(Fault(target, kind, remaining, value))
+        return cls(faults)
+
+    def take(self, account_id: str, kinds: frozenset[str] | set[str]) -> Fault | None:
+        """The first live fault of one of `kinds` for the account, used up by one request."""
+        with self._lock:
+            for fault in self.faults:
+                if (
+                    fault.kind in kinds
+                    and fault.target in (account_id, "*")
+                    and (fault.remaining is None or fault.remaining > 0)
+                ):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    return fault
+        return None
+
+    def __str__(self) -> str:
+        return ",".join(map(str, self.faults))
