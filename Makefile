@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo run ui simulator test lint typecheck check clean-data
+.PHONY: help setup demo run ui simulator test lint typecheck bench check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -48,6 +48,9 @@ lint: setup ## ruff lint and format check
 
 typecheck: setup ## mypy
 	$(BIN)/mypy
+
+bench: setup ## benchmarks; writes BENCHMARKS.md
+	$(BIN)/python -m bench
 
 check: lint typecheck test ## everything CI runs
 

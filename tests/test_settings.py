@@ -246,3 +246,78 @@ def test_app_secret_is_not_in_repr(tmp_path: Path) -> None:
         assert APP_SECRET not in repr(settings)
         assert APP_SECRET not in str(settings)
         assert APP_SECRET not in repr(settings.credentials)
+
+
+# -- issue 3: accounts file, rate limit, simulator faults --------------------------------
+
+
+def write_accounts(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_accounts_file_gives_accounts_their_own_keys(tmp_path: Path) -> None:
+    accounts_file = write_accounts(
+        tmp_path / "accounts.toml",
+        '[[account]]\nid = "12345678-01"\n\n'
+        '[[account]]\nid = "87654321-21"\napp_key_env = "K2"\napp_secret_env = "S2"\n',
+    )
+    settings = Settings.from_env(
+        {
+            **REAL,
+            "KIS_ACCOUNTS": "11112222-01",
+            "KIS_ACCOUNTS_FILE": str(accounts_file),
+            "K2": "second-key",
+            "S2": "second-secret",
+        }
+    )
+    assert [a.id for a in settings.accounts] == ["11112222-01", "12345678-01", "87654321-21"]
+    groups = settings.key_groups()
+    assert [(c.app_key, [a.id for a in accounts]) for c, accounts in groups] == [
+        (APP_KEY, ["11112222-01", "12345678-01"]),
+        ("second-key", ["87654321-21"]),
+    ]
+    assert "second-secret" not in repr(settings)
+
+
+def test_accounts_file_alone_selects_real_mode_and_needs_no_default_key(tmp_path: Path) -> None:
+    accounts_file = write_accounts(
+        tmp_path / "a.toml",
+        '[[account]]\nid = "12345678-01"\napp_key_env = "K"\napp_secret_env = "S"\n',
+    )
+    settings = Settings.from_env({"KIS_ACCOUNTS_FILE": str(accounts_file), "K": "k", "S": "s"})
+    assert settings.env == "real"
+    assert settings.key_groups()[0][0] == Credentials("k", "s")
+
+
+@pytest.mark.parametrize(
+    ("text", "extra", "message"),
+    [
+        ('[[account]]\nid = "12345678-01"\napp_secret = "oops"\n', {}, "Secrets never go"),
+        ('[[account]]\nid = "1234-01"\n', {}, "8 digits"),
+        ('[[account]]\nid = "12345678-01"\napp_key_env = "K"\n', {}, "both app_key_env"),
+        (
+            '[[account]]\nid = "12345678-01"\napp_key_env = "K"\napp_secret_env = "S"\n',
+            {"K": "k"},
+            "S not set",
+        ),
+        ('[[account]]\nid = "12345678-01"\n[[account]]\nid = "12345678-01"\n', {}, "twice"),
+        ("[[account]\n", {}, "KIS_ACCOUNTS_FILE"),
+    ],
+)
+def test_bad_accounts_files_are_refused_clearly(
+    tmp_path: Path, text: str, extra: dict[str, str], message: str
+) -> None:
+    accounts_file = write_accounts(tmp_path / "a.toml", text)
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({**REAL, "KIS_ACCOUNTS_FILE": str(accounts_file), **extra})
+
+
+def test_rate_limit_and_simulator_faults_are_validated() -> None:
+    assert Settings.from_env({"KIS_RATE_LIMIT": "12.5"}).rate_limit == 12.5
+    for bad in ("0", "-3", "fast"):
+        with pytest.raises(SettingsError, match="KIS_RATE_LIMIT"):
+            Settings.from_env({"KIS_RATE_LIMIT": bad})
+    assert Settings.from_env({"KIS_SIM_FAULTS": "*:hang*1=2"}).sim_faults == "*:hang*1=2"
+    with pytest.raises(SettingsError, match="KIS_SIM_FAULTS"):
+        Settings.from_env({"KIS_SIM_FAULTS": "*:explode"})

@@ -203,10 +203,7 @@ class KisClient:
         pages: list[Page] = []
         tr_cont = ""
         while True:
-            page = self._with_retries(
-                functools.partial(self._balance_page, account, tr_cont, sim_as_of, what=what),
-                what=what,
-            )
+            page = self._balance_page(account, tr_cont, sim_as_of, what=what)
             pages.append(page)
             if page.tr_cont not in CONTINUED:
                 return BalanceResponse(account, self.clock(), tuple(pages))
@@ -220,41 +217,60 @@ class KisClient:
     def _balance_page(
         self, account: Account, tr_cont: str, sim_as_of: date | None, *, what: str
     ) -> Page:
-        """One request, re-issuing the token once if the server says it expired."""
+        """One page, with transient faults retried and the token re-issued once on EGW00123.
+
+        Token issuance retries on its own; its failures are not retried again here.
+        """
         for renewed in (False, True):
-            headers = self._balance_headers(tr_cont)
+            headers = self._balance_headers(tr_cont, what=what)
             if sim_as_of is not None:
                 headers[protocol.SIM_AS_OF_HEADER] = sim_as_of.isoformat()
-            self.rate_limiter.acquire()
-            response = self._send(
-                "GET",
-                protocol.BALANCE_PATH,
-                what=what,
-                headers=headers,
-                params=protocol.balance_params(account),
-            )
-            body = self._parse(response, what=what)
             try:
-                protocol.check_rt_cd(body, what=what, http_status=response.status_code)
+                return self._with_retries(
+                    functools.partial(self._request_page, account, headers, what=what), what=what
+                )
             except KisApiError as error:
                 if error.msg_cd != TOKEN_EXPIRED or renewed:
                     raise
                 log.warning("%s: token expired or revoked (EGW00123); issuing a new one", what)
                 self.events["token_renewals"] += 1
                 self.token_cache.discard(self.server_id, self.credentials.app_key)
-                continue
-            return Page(
-                status=response.status_code,
-                tr_id=response.headers.get("tr_id", ""),
-                tr_cont=response.headers.get("tr_cont", ""),
-                body=response.text,
-            )
         raise AssertionError("unreachable")
 
-    def _balance_headers(self, tr_cont: str) -> dict[str, str]:
+    def _request_page(self, account: Account, headers: dict[str, str], *, what: str) -> Page:
+        self.rate_limiter.acquire()
+        response = self._send(
+            "GET",
+            protocol.BALANCE_PATH,
+            what=what,
+            headers=headers,
+            params=protocol.balance_params(account),
+        )
+        body = self._parse(response, what=what)
+        protocol.check_rt_cd(body, what=what, http_status=response.status_code)
+        return Page(
+            status=response.status_code,
+            tr_id=response.headers.get("tr_id", ""),
+            tr_cont=response.headers.get("tr_cont", ""),
+            body=response.text,
+        )
+
+    def _balance_headers(self, tr_cont: str, *, what: str) -> dict[str, str]:
+        try:
+            token = self.access_token()
+        except KisApiError as error:  # say which account was waiting for the token
+            raise KisApiError(
+                what=f"{what}: {error.what}",
+                rt_cd=error.rt_cd,
+                msg_cd=error.msg_cd,
+                msg1=error.msg1,
+                http_status=error.http_status,
+            ) from None
+        except KisError as error:
+            raise type(error)(f"{what}: {error}") from None
         headers = {
             "content-type": "application/json; charset=utf-8",
-            "authorization": f"Bearer {self.access_token()}",
+            "authorization": f"Bearer {token}",
             "appkey": self.credentials.app_key,
             "appsecret": self.credentials.app_secret,
             "tr_id": protocol.BALANCE_TR_ID,

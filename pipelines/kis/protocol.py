@@ -68,9 +68,9 @@ class Account:
         if not (
             sep
             and len(cano) == 8
-            and cano.isdigit()
             and len(product_code) == 2
-            and product_code.isdigit()
+            and (cano + product_code).isascii()
+            and (cano + product_code).isdigit()
         ):
             raise ValueError(
                 f"account {text.strip()!r} is not of the form CANO-ACNT_PRDT_CD "

@@ -134,7 +134,9 @@ class Simulator:
         scheme, _, token = (headers.get("authorization") or "").partition(" ")
         payload, _, signature = token.partition(".")
         expected = hmac.new(_SIGNING_KEY, payload.encode(), hashlib.sha256).hexdigest()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(signature, expected):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            signature.encode(), expected.encode()
+        ):
             return _error("EGW00121", "유효하지 않은 token 입니다.")
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         client = self._client_id(headers.get("appkey") or "", headers.get("appsecret") or "")

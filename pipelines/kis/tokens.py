@@ -71,9 +71,9 @@ class TokenCache:
         try:
             data = json.loads(path.read_text())
             token = Token(data["access_token"], datetime.fromisoformat(data["expires_at"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            return token if token.usable_at(now, self.margin) else None
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable or naive: issue anew
             return None
-        return token if token.usable_at(now, self.margin) else None
 
     def save(self, server: str, app_key: str, token: Token) -> None:
         self._ensure_dir()
