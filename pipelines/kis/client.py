@@ -298,9 +298,7 @@ class KisClient:
                 delay = self.backoff.delay(attempt)
                 cause = error.msg_cd if isinstance(error, KisApiError) else type(error).__name__
                 self.events[f"retries_{cause}"] += 1
-                log.warning(
-                    "%s: transient fault, retry %d in %.2f s: %s", what, attempt + 1, delay, error
-                )
+                log.warning("transient fault, retry %d in %.2f s: %s", attempt + 1, delay, error)
                 self.sleep(delay)
         raise AssertionError("unreachable")
 
