@@ -133,34 +133,31 @@ def _land_day(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Materiali
     )
 
 
+TABLE_DESCRIPTIONS = {
+    "asset_categories": (
+        "output1 flattened: one row per account and asset category, labelled in Korean and "
+        "English by the layout of the account's product code (20 rows, 17 for product code "
+        "21). Amounts are exact DECIMAL(38,8)."
+    ),
+    "account_summary": (
+        "output2: one row per account with its 25 totals under their KIS names, exact "
+        "DECIMAL(38,8)."
+    ),
+}
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            "asset_categories",
+            name,
             deps=[RAW],
             group_name=GROUP,
             kinds={"parquet"},
             partitions_def=daily_partitions,
-            description=(
-                "output1 flattened: one row per account and asset category, labelled in Korean "
-                "and English by the layout of the account's product code (20 rows, 17 for "
-                "product code 21). Amounts are exact DECIMAL(38,8). "
-                "parquet/asset_categories/snapshot_date=…/data.parquet"
-            ),
-            metadata={"dagster/column_schema": column_schema(schema.ASSET_CATEGORIES)},
-        ),
-        dg.AssetSpec(
-            "account_summary",
-            deps=[RAW],
-            group_name=GROUP,
-            kinds={"parquet"},
-            partitions_def=daily_partitions,
-            description=(
-                "output2: one row per account with its 25 totals under their KIS names, exact "
-                "DECIMAL(38,8). parquet/account_summary/snapshot_date=…/data.parquet"
-            ),
-            metadata={"dagster/column_schema": column_schema(schema.ACCOUNT_SUMMARY)},
-        ),
+            description=f"{TABLE_DESCRIPTIONS[name]} parquet/{name}/snapshot_date=…/data.parquet",
+            metadata={"dagster/column_schema": column_schema(table_schema)},
+        )
+        for name, table_schema in schema.TABLES.items()
     ],
     partitions_def=daily_partitions,
 )
