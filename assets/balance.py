@@ -1,5 +1,7 @@
 """Assets of the balance history: raw landing → tidy Parquet tables → DuckDB views."""
 
+import warnings
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -11,7 +13,7 @@ import pyarrow as pa
 
 from assets.partitions import daily_partitions
 from assets.resources import KisConfig
-from pipelines.balance import flatten, schema, warehouse
+from pipelines.balance import checks, schema, tidy, warehouse
 from pipelines.balance.fetch import (
     DayAction,
     MissingRawError,
@@ -20,12 +22,17 @@ from pipelines.balance.fetch import (
     plan_day,
     today_in_seoul,
 )
-from pipelines.balance.landing import RawLanding, SnapshotError, read_snapshot
-from pipelines.balance.tables import ParquetTables
+from pipelines.balance.landing import RawLanding, SnapshotError
 from pipelines.kis.protocol import KisApiError
 from pipelines.settings import SettingsError
 
+# Single-run backfills are what rebuilding a range needs; Dagster still marks the @asset
+# parameter as beta, which would otherwise print on every load.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
 GROUP = "kis_balance"
+#: A backfill of many days is one run: one process, one fetch plan, one warehouse rebuild.
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 RAW = dg.AssetKey("kis_balance_raw")
 
 
@@ -41,8 +48,9 @@ def explained_failures() -> Iterator[None]:
         raise dg.Failure(description=str(error), allow_retries=False) from error
 
 
-def _day(context: dg.AssetExecutionContext) -> date:
-    return date.fromisoformat(context.partition_key)
+def _days(context: dg.AssetExecutionContext) -> list[date]:
+    """The run's days: one partition, or a whole range in a single-run backfill."""
+    return [date.fromisoformat(key) for key in context.partition_keys]
 
 
 def column_schema(arrow_schema: pa.Schema) -> dg.TableSchema:
@@ -55,6 +63,7 @@ def column_schema(arrow_schema: pa.Schema) -> dg.TableSchema:
 @dg.asset(
     key=RAW,
     partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
     group_name=GROUP,
     kinds={"kis", "json"},
     description=(
@@ -65,12 +74,12 @@ def column_schema(arrow_schema: pa.Schema) -> dg.TableSchema:
 )
 def kis_balance_raw(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
     with explained_failures():
-        return _land_day(context, kis)
+        return _land_days(context, kis)
 
 
-def _land_day(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
+def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
     settings = kis.settings()
-    day, today = _day(context), today_in_seoul()
+    days, today = _days(context), today_in_seoul()
     landing = RawLanding(settings.data_root)
     source = describe_source(settings)
     if settings.is_simulated:
@@ -78,58 +87,72 @@ def _land_day(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Materiali
             f"Simulator mode: balances come from the KIS simulator ({source['server']}), not "
             "from a real account. Set KIS_ENV=real with credentials to fetch real data."
         )
-    action = plan_day(
-        day, today=today, simulated=settings.is_simulated, landed=bool(landing.latest_files(day))
-    )
-    context.log.info(f"{day}: {action.value}")
+    plans, missing = {}, []
+    for day in days:
+        try:
+            plans[day] = plan_day(
+                day,
+                today=today,
+                simulated=settings.is_simulated,
+                landed=bool(landing.latest_files(day)),
+            )
+        except MissingRawError as error:
+            missing.append((day, error))
+    if missing:  # before anything is fetched: a past day can never be fetched in real mode
+        if len(missing) == 1:
+            raise missing[0][1]
+        raise MissingRawError(
+            f"No raw balance was landed for {', '.join(str(d) for d, _ in missing)}: KIS "
+            "reports only the current balance, so those days cannot be built; leave them out."
+        )
     metadata: dict[str, Any] = {
-        "action": action.value,
+        "actions": {str(day): plan.value for day, plan in plans.items()},
         **{f"source_{k}": v for k, v in source.items()},
     }
-    if action is DayAction.REBUILD_FROM_RAW:
-        files = landing.latest_files(day)
-        return dg.MaterializeResult(
-            metadata={
-                **metadata,
-                "landed_accounts": [p.parent.name for p in files],
-                "landed_files": len(landing.all_files(day)),
-            }
+    failures, events, landed = {}, Counter[str](), []
+    for day, plan in plans.items():
+        context.log.info(f"{day}: {plan.value}")
+        if plan is DayAction.REBUILD_FROM_RAW:
+            continue
+        report = fetch_and_land(
+            settings,
+            landing,
+            day,
+            sim_as_of=day if plan is DayAction.FETCH_SIMULATED_PAST else None,
         )
-    report = fetch_and_land(
-        settings,
-        landing,
-        day,
-        sim_as_of=day if action is DayAction.FETCH_SIMULATED_PAST else None,
+        for path in report.landed:
+            context.log.info(f"landed {path}")
+        landed += [p.parent.name for p in report.landed]
+        events.update(report.events)
+        failures.update({f"{day} {account}": error for account, error in report.failures.items()})
+    metadata["client_events"] = dict(sorted(events.items()))
+    metadata["landed_accounts"] = sorted(set(landed)) or sorted(
+        {p.parent.name for day in days for p in landing.latest_files(day)}
     )
-    for path in report.landed:
-        context.log.info(f"landed {path}")
-    metadata["client_events"] = dict(sorted(report.events.items()))
-    metadata["landed_accounts"] = [p.parent.name for p in report.landed]
-    if report.failures:
+    if failures:
+        fetched = [str(d) for d, p in plans.items() if p is not DayAction.REBUILD_FROM_RAW]
         raise dg.Failure(
             description=(
-                f"{len(report.failures)} of {len(settings.accounts)} accounts failed for {day}"
-                f" (landed: {', '.join(metadata['landed_accounts']) or 'none'}):\n"
-                + "\n".join(str(error) for error in report.failures.values())
+                f"{len(failures)} of {len(settings.accounts)} accounts failed for "
+                f"{', '.join(fetched)}"
+                f" (landed: {', '.join(sorted(set(landed))) or 'none'}):\n"
+                + "\n".join(str(error) for error in failures.values())
             ),
             metadata={
                 **metadata,
                 "failed_accounts": {
-                    account: (
+                    key.split(" ", 1)[1] if len(days) == 1 else key: (
                         {"msg_cd": error.msg_cd, "msg1": error.msg1}
                         if isinstance(error, KisApiError)
                         else {"error": str(error)}
                     )
-                    for account, error in report.failures.items()
+                    for key, error in failures.items()
                 },
             },
             allow_retries=False,
         )
     return dg.MaterializeResult(
-        metadata={
-            **metadata,
-            "landed_files": len(landing.all_files(day)),
-        }
+        metadata={**metadata, "landed_files": sum(len(landing.all_files(d)) for d in days)}
     )
 
 
@@ -159,45 +182,68 @@ TABLE_DESCRIPTIONS = {
         )
         for name, table_schema in schema.TABLES.items()
     ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            check.name, asset=check.table, description=check.description, blocking=check.blocking
+        )
+        for check in checks.CHECKS
+    ],
     partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
 )
 def balance_tables(
     context: dg.AssetExecutionContext, kis: KisConfig
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     settings = kis.settings()
-    day = _day(context)
     with explained_failures():
-        files = RawLanding(settings.data_root).latest_files(day)
-        if not files:
-            raise MissingRawError(
-                f"No raw balance landed for {day}: materialize {RAW.to_user_string()} first"
+        result = tidy.build_days(settings.data_root, _days(context))
+    check_results: dict[str, list[dg.AssetCheckResult]] = {name: [] for name in schema.TABLES}
+    for outcome in result.outcomes:
+        check_results[outcome.check.table].append(
+            dg.AssetCheckResult(
+                asset_key=outcome.check.table,
+                check_name=outcome.check.name,
+                passed=outcome.passed,
+                severity=(
+                    dg.AssetCheckSeverity.ERROR
+                    if outcome.check.blocking
+                    else dg.AssetCheckSeverity.WARN
+                ),
+                description=outcome.check.description,
+                metadata={
+                    "problems": outcome.problems[:50],
+                    "problem_count": len(outcome.problems),
+                },
             )
-        try:
-            snapshots = [read_snapshot(path) for path in files]
-            tables = {
-                "asset_categories": flatten.asset_categories(snapshots),
-                "account_summary": flatten.account_summary(snapshots),
-            }
-        except SnapshotError as error:
-            raise SnapshotError(
-                f"{day}: {error}. Nothing was written; earlier data is intact."
-            ) from error
-    store = ParquetTables(settings.data_root)
-    for name, table in tables.items():
-        path = store.write(name, day, table)
+        )
+    if result.blocked:
+        for results in check_results.values():
+            yield from results
+        problems = [
+            f"{o.check.table}.{o.check.name}: {p}" for o in result.blocked for p in o.problems
+        ]
+        raise dg.Failure(
+            description="Blocking checks failed; nothing was written, earlier data is intact:\n"
+            + "\n".join(problems[:20]),
+            allow_retries=False,
+        )
+    for name in schema.TABLES:
         yield dg.MaterializeResult(
             asset_key=name,
             metadata={
-                "dagster/row_count": table.num_rows,
-                "dagster/column_schema": column_schema(table.schema),
-                "accounts": sorted({s.account.id for s in snapshots}),
-                "path": dg.MetadataValue.path(str(path)),
+                "dagster/row_count": result.rows(name),
+                "dagster/column_schema": column_schema(schema.TABLES[name]),
+                "days": len(result.days),
+                "accounts": sorted(result.accounts),
+                "path": dg.MetadataValue.path(str(result.written[name][-1])),
             },
+            check_results=check_results[name],
         )
 
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
     deps=["asset_categories", "account_summary"],
     group_name=GROUP,
     kinds={"duckdb"},
@@ -210,7 +256,7 @@ def balance_tables(
 def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
     settings = kis.settings()
     path = warehouse.build(settings.data_root)
-    day = _day(context)
+    day = _days(context)[-1]
     with duckdb.connect(str(path), read_only=True) as con:
         days = con.sql("SELECT count(DISTINCT snapshot_date) FROM account_summary").fetchone()
         net = con.execute(

@@ -202,7 +202,7 @@ def test_past_day_is_rebuilt_from_raw_without_calling_the_server(
     assert result.success, failure_text(result)
     assert stand_in.requests["balance"] == calls_before
     raw_meta = result.asset_materializations_for_node("kis_balance_raw")[0].metadata
-    assert raw_meta["action"].value == "rebuild from landed raw JSON"
+    assert raw_meta["actions"].value == {day.isoformat(): "rebuild from landed raw JSON"}
     rebuilt = query(
         isolated_env, "SELECT count(*) FROM asset_categories WHERE snapshot_date = ?", day
     )

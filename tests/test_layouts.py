@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ def test_category_codes_are_unique_snake_case(layout: Layout) -> None:
 def test_exactly_one_total_row_and_it_is_last(layout: Layout) -> None:
     totals = [i for i, category in enumerate(layout.categories) if category.is_total]
     assert totals == [layout.row_count - 1]
-    assert layout.categories[-1].ko == "합계"
+    assert layout.categories[-1].ko.strip("<>") == "합계"
 
 
 @pytest.mark.parametrize("layout", KNOWN, ids=lambda layout: layout.name)
@@ -108,9 +109,11 @@ def test_same_korean_label_means_same_code_across_layouts() -> None:
 
 def test_layout_names_unique_and_product_codes_claimed_once() -> None:
     assert len({layout.name for layout in KNOWN}) == len(KNOWN)
-    claimed = [code for layout in KNOWN for code in layout.product_codes]
-    assert len(set(claimed)) == len(claimed)
-    assert sum(1 for layout in KNOWN if not layout.product_codes) == 1  # one catch-all
+    for era in {layout.valid_until for layout in KNOWN}:  # per era: today's, before IMA
+        same_era = [layout for layout in KNOWN if layout.valid_until == era]
+        claimed = [code for layout in same_era for code in layout.product_codes]
+        assert len(set(claimed)) == len(claimed)
+        assert sum(1 for layout in same_era if not layout.product_codes) == 1  # one catch-all
 
 
 def test_resolve_product21_with_17_rows() -> None:
@@ -153,7 +156,32 @@ def test_for_product(product_code: str, expected: Layout) -> None:
 
 def test_serves_partitions_product_codes() -> None:
     for code in ("01", "19", "21", "22"):
-        assert [layout.name for layout in KNOWN if layout.serves(code)] == [
+        current = [layout for layout in KNOWN if layout.valid_until is None]
+        assert [layout.name for layout in current if layout.serves(code)] == [
             layouts.for_product(code).name
         ]
     assert PRODUCT21_17.serves("21") and not STANDARD_20.serves("21")
+
+
+def test_layouts_before_ima_apply_only_to_snapshots_before_the_cutoff() -> None:
+    before = layouts.BEFORE_IMA - timedelta(days=1)
+    assert layouts.resolve("01", 19, account_id="a", snapshot_date=before).name == "standard_19"
+    assert layouts.resolve("21", 16, account_id="a", snapshot_date=before).name == "product21_16"
+    for day in (layouts.BEFORE_IMA, None):  # a current response that lost a row is refused
+        with pytest.raises(layouts.UnknownLayoutError, match="19 rows"):
+            layouts.resolve("01", 19, account_id="a", snapshot_date=day)
+    # today's layouts without the IMA row; only the cash row was named 예수금+CMA before
+    cash = {"cash_deposit", "cash_deposit_cma"}
+    for old, new in ((layouts.STANDARD_19, STANDARD_20), (layouts.PRODUCT21_16, PRODUCT21_17)):
+        assert [c.code for c in old.categories if c.code not in cash] == [
+            c.code for c in new.categories if c.code not in cash | {"ima"}
+        ]
+        assert old.row_count == new.row_count - 1
+
+
+def test_every_category_rolls_up_to_an_asset_class() -> None:
+    for layout in KNOWN:
+        classes = {c.asset_class for c in layout.categories}
+        assert "total" in classes and len(classes) > 5
+    assert STANDARD_20.categories[0].asset_class == "equity"
+    assert PRODUCT21_17.categories[0].asset_class == layouts.ASSET_CLASSES["fund_mmw"]

@@ -33,7 +33,13 @@ DAY2 = date(2024, 5, 3)
 APP_KEY = "PSapp-key-0123456789abcdefghijklmn"
 APP_SECRET = "app-secret-ZYXWVUTSRQ+/=0987654321"
 ACCESS_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9.access-token-payload.signature"
-VIEWS = ("asset_categories", "account_summary", "latest_allocation", "net_asset_history")
+VIEWS = (
+    "asset_categories",
+    "account_summary",
+    "latest_allocation",
+    "net_asset_history",
+    "consolidated_allocation",
+)
 
 
 def fetched(day: date, hour: int, minute: int = 0, micro: int = 0) -> datetime:
@@ -47,7 +53,7 @@ def response(account: Account, at: datetime, body: dict[str, Any] | None = None)
 
 
 def listing(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
 
 
 # -- atomic_path ----------------------------------------------------------------------------
@@ -464,7 +470,8 @@ def test_build_without_data_gives_empty_views_of_the_right_types(tmp_path: Path)
     assert empty == full  # same names, order and types as views over real Parquet files
     for name, table_schema in schema.TABLES.items():
         columns = dict(empty[name])
-        assert list(columns) == [schema.PARTITION_COLUMN, *table_schema.names]
+        extra = ["asset_class"] if name == "asset_categories" else []  # looked up, not stored
+        assert list(columns) == [schema.PARTITION_COLUMN, *table_schema.names, *extra]
         assert columns[schema.PARTITION_COLUMN] == "DATE"
         for field in table_schema:
             if field.type == schema.AMOUNT:

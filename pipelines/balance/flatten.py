@@ -54,7 +54,10 @@ def asset_categories(snapshots: Iterable[Snapshot]) -> pa.Table:
         account_id = snap.account.id
         try:
             layout = layouts.resolve(
-                snap.account.product_code, len(snap.output1), account_id=account_id
+                snap.account.product_code,
+                len(snap.output1),
+                account_id=account_id,
+                snapshot_date=snap.snapshot_date,
             )
         except layouts.UnknownLayoutError as error:
             raise SnapshotError(f"{error} (raw file: {snap.path})") from None

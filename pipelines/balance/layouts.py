@@ -1,12 +1,43 @@
 """output1 row layouts of TR CTRP6548R: which category each row position holds, per product code.
 
-Labels are spelled exactly as the vendor's spec page spells them. `category_code` names a
-concept, so the same concept carries the same code in every layout.
+Each layout is data: the product codes and row count that select it, and its rows in order.
+Labels are spelled as the vendor's spec spelled them; `category_code` names a concept, shared
+by every layout that has it, and `ASSET_CLASSES` rolls concepts up across layouts. Adding a
+layout is adding an entry to `KNOWN`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+
+#: category_code → asset class: one allocation model for every layout.
+ASSET_CLASSES: dict[str, str] = {
+    "stock": "equity",
+    "overseas_stock": "equity",
+    "fund_mmw": "fund",
+    "beneficiary_certificate": "fund",
+    "bond": "bond",
+    "overseas_bond": "bond",
+    "short_term_bond": "bond",
+    "fx_short_term_bond": "bond",
+    "cd_cp": "bond",
+    "els_dls": "structured",
+    "fx_els_dls": "structured",
+    "wrap": "managed",
+    "trust": "managed",
+    "ima": "managed",
+    "rp_issued_note": "cash",
+    "rp": "cash",
+    "cash_deposit": "cash",
+    "cash_deposit_cma": "cash",
+    "subscription_deposit": "cash",
+    "foreign_currency": "fx",
+    "fx_rp": "fx",
+    "gold_spot": "alternative",
+    "other_firm_product": "other",
+    "total": "total",
+}
 
 
 @dataclass(frozen=True)
@@ -19,6 +50,10 @@ class Category:
     def is_total(self) -> bool:
         return self.code == "total"
 
+    @property
+    def asset_class(self) -> str:
+        return ASSET_CLASSES[self.code]
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -27,19 +62,24 @@ class Layout:
     #: by another layout".
     product_codes: frozenset[str]
     categories: tuple[Category, ...]
+    #: Snapshots dated before this day only (layouts the service no longer sends).
+    valid_until: date | None = None
 
     @property
     def row_count(self) -> int:
         return len(self.categories)
 
     def serves(self, product_code: str) -> bool:
-        return (
-            product_code in self.product_codes
-            if self.product_codes
-            else not any(
-                product_code in other.product_codes for other in KNOWN if other is not self
-            )
-        )
+        if self.product_codes:
+            return product_code in self.product_codes
+        return not any(product_code in other.product_codes for other in KNOWN)
+
+    def valid_on(self, day: date | None) -> bool:
+        return self.valid_until is None or (day is not None and day < self.valid_until)
+
+    def position(self, code: str) -> int | None:
+        """0-based row index of a category, or None if this layout has no such row."""
+        return next((i for i, c in enumerate(self.categories) if c.code == code), None)
 
 
 class UnknownLayoutError(ValueError):
@@ -101,27 +141,95 @@ PRODUCT21_17 = Layout(
     ),
 )
 
-#: Every layout the pipeline can label. Adding a layout is adding an entry here.
-KNOWN: tuple[Layout, ...] = (STANDARD_20, PRODUCT21_17)
+#: The spec's layouts before IMA was added, as the earlier spec page listed them (the same
+#: order survives in several public client libraries). When the service switched is not
+#: known; they are accepted only for snapshots before 2026, so a current response that lost
+#: a row is refused rather than read as an old layout.
+BEFORE_IMA = date(2026, 1, 1)
+
+STANDARD_19 = Layout(
+    name="standard_19",
+    product_codes=frozenset(),
+    valid_until=BEFORE_IMA,
+    categories=_categories(
+        ("stock", "주식", "Stocks"),
+        ("fund_mmw", "펀드/MMW", "Funds/MMW"),
+        ("bond", "채권", "Bonds"),
+        ("els_dls", "ELS/DLS", "ELS/DLS"),
+        ("wrap", "WRAP", "Wrap accounts"),
+        ("trust", "신탁/퇴직연금/외화신탁", "Trusts/pensions/FX trusts"),
+        ("rp_issued_note", "RP/발행어음", "RP/Issued notes"),
+        ("overseas_stock", "해외주식", "Overseas stocks"),
+        ("overseas_bond", "해외채권", "Overseas bonds"),
+        ("gold_spot", "금현물", "Physical gold"),
+        ("cd_cp", "CD/CP", "CD/CP"),
+        ("short_term_bond", "단기사채", "Short-term bonds"),
+        ("other_firm_product", "타사상품", "Other firms' products"),
+        ("fx_short_term_bond", "외화단기사채", "FX short-term bonds"),
+        ("fx_els_dls", "외화 ELS/DLS", "FX ELS/DLS"),
+        ("foreign_currency", "외화", "Foreign currency"),
+        ("cash_deposit_cma", "예수금+CMA", "Cash deposit + CMA"),
+        ("subscription_deposit", "청약자예수금", "Subscription deposit"),
+        ("total", "<합계>", "Total"),
+    ),
+)
+
+PRODUCT21_16 = Layout(
+    name="product21_16",
+    product_codes=frozenset({"21"}),
+    valid_until=BEFORE_IMA,
+    categories=_categories(
+        ("beneficiary_certificate", "수익증권", "Beneficiary certificates (funds)"),
+        ("bond", "채권", "Bonds"),
+        ("els_dls", "ELS/DLS", "ELS/DLS"),
+        ("wrap", "wrap", "Wrap accounts"),
+        ("trust", "신탁", "Trusts"),
+        ("rp", "rp", "RP"),
+        ("fx_rp", "외화rp", "FX RP"),
+        ("overseas_bond", "해외채권", "Overseas bonds"),
+        ("cd_cp", "CD/CP", "CD/CP"),
+        ("short_term_bond", "전자단기사채", "Electronic short-term bonds"),
+        ("fx_short_term_bond", "외화전자단기사채", "FX electronic short-term bonds"),
+        ("fx_els_dls", "외화ELS/DLS", "FX ELS/DLS"),
+        ("foreign_currency", "외화평가금액", "Foreign currency (valuation)"),
+        ("cash_deposit_cma", "예수금+cma", "Cash deposit + CMA"),
+        ("subscription_deposit", "청약자예수금", "Subscription deposit"),
+        ("total", "합계", "Total"),
+    ),
+)
+
+#: Every layout the pipeline can label, current ones first. Adding a layout is one entry.
+KNOWN: tuple[Layout, ...] = (STANDARD_20, PRODUCT21_17, STANDARD_19, PRODUCT21_16)
 
 
 def for_product(product_code: str) -> Layout:
     """The layout the service currently sends for an account product code."""
-    return next(layout for layout in KNOWN if layout.serves(product_code))
+    return next(
+        layout for layout in KNOWN if layout.serves(product_code) and layout.valid_until is None
+    )
 
 
-def resolve(product_code: str, row_count: int, *, account_id: str) -> Layout:
+def resolve(
+    product_code: str, row_count: int, *, account_id: str, snapshot_date: date | None = None
+) -> Layout:
     """The layout for a response, keyed by product code and row count, or a clear refusal."""
     for layout in KNOWN:
-        if layout.serves(product_code) and layout.row_count == row_count:
+        if (
+            layout.serves(product_code)
+            and layout.row_count == row_count
+            and layout.valid_on(snapshot_date)
+        ):
             return layout
     known = ", ".join(
         f"{layout.name} ({layout.row_count} rows, product codes "
-        f"{'/'.join(sorted(layout.product_codes)) or 'any other'})"
+        f"{'/'.join(sorted(layout.product_codes)) or 'any other'}"
+        + (f", before {layout.valid_until}" if layout.valid_until else "")
+        + ")"
         for layout in KNOWN
     )
     raise UnknownLayoutError(
-        f"account {account_id}: output1 has {row_count} rows for product code {product_code!r}, "
-        f"which matches no known layout; known layouts: {known}. The raw response is kept; "
+        f"account {account_id}: output1 has {row_count} rows for product code {product_code!r}"
+        + (f" on {snapshot_date}" if snapshot_date else "")
+        + f", which matches no known layout; known layouts: {known}. The raw response is kept; "
         "add the new layout to pipelines/balance/layouts.py to label it."
     )

@@ -11,11 +11,18 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipelines.balance import schema
-from pipelines.balance.files import atomic_path
+from pipelines.balance import layouts, schema
+from pipelines.balance.files import atomic_path, locked
 from pipelines.balance.tables import ParquetTables
 
 FILE_NAME = "warehouse.duckdb"
+
+#: An exact percentage (4 decimals, truncated) of two DECIMAL amounts, without float.
+PERCENT_MACRO = """
+CREATE MACRO exact_percent(part, whole) AS CASE WHEN whole = 0 THEN NULL ELSE
+    CAST((CAST(part * 100000000 AS HUGEINT) * 1000000) // CAST(whole * 100000000 AS HUGEINT)
+         AS DECIMAL(38, 0)) * 0.0001 END
+"""
 
 DERIVED_VIEWS: dict[str, tuple[str, str]] = {
     "latest_allocation": (
@@ -46,6 +53,26 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
         WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
         """,
     ),
+    "consolidated_allocation": (
+        "All accounts together, per snapshot date and asset class (one model across the "
+        "standard and product-21 layouts): amounts summed, weight in percent of the date's "
+        "total valuation.",
+        """
+        WITH classes AS (
+            SELECT snapshot_date, asset_class,
+                   count(DISTINCT account_id) AS accounts,
+                   sum(pchs_amt) AS pchs_amt,
+                   sum(evlu_amt) AS evlu_amt,
+                   sum(evlu_pfls_amt) AS evlu_pfls_amt
+            FROM asset_categories
+            WHERE NOT is_total
+            GROUP BY snapshot_date, asset_class
+        )
+        SELECT *, exact_percent(evlu_amt, sum(evlu_amt) OVER (PARTITION BY snapshot_date))
+                  AS weight_pct
+        FROM classes
+        """,
+    ),
 }
 
 TABLE_COMMENTS = {
@@ -68,9 +95,32 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _category_labels_sql() -> str:
+    """Every layout's rows as a table: the labels and asset classes, declared in layouts.py."""
+    rows = ", ".join(
+        f"({_quote(layout.name)}, {seq}, {_quote(c.code)}, {_quote(c.asset_class)})"
+        for layout in layouts.KNOWN
+        for seq, c in enumerate(layout.categories, start=1)
+    )
+    return (
+        "CREATE TABLE category_labels (layout VARCHAR, category_seq SMALLINT, "
+        f"category_code VARCHAR, asset_class VARCHAR); INSERT INTO category_labels VALUES {rows}"
+    )
+
+
 def _table_view_sql(name: str, tables: ParquetTables) -> str:
     table_schema = schema.TABLES[name]
     columns = ", ".join([schema.PARTITION_COLUMN, *table_schema.names])
+    if name == "asset_categories":  # the roll-up is looked up, so it can change without a rewrite
+        return (
+            f"SELECT t.*, l.asset_class FROM ({_parquet_sql(name, tables, columns)}) t "
+            "LEFT JOIN category_labels l USING (layout, category_seq)"
+        )
+    return _parquet_sql(name, tables, columns)
+
+
+def _parquet_sql(name: str, tables: ParquetTables, columns: str) -> str:
+    table_schema = schema.TABLES[name]
     if not tables.days(name):  # no day written yet: an empty view of the right shape
         typed = ", ".join(
             [f"NULL::DATE AS {schema.PARTITION_COLUMN}"]
@@ -84,12 +134,17 @@ def _table_view_sql(name: str, tables: ParquetTables) -> str:
 
 
 def build(data_root: Path) -> Path:
-    """(Re)create every view in a new file, then swap it in place of the old one."""
+    """(Re)create every view in a new file, then swap it in place of the old one.
+
+    One builder at a time (a lock file); readers keep the file they opened.
+    """
     tables = ParquetTables(data_root.resolve())
     final = data_root / FILE_NAME
-    with atomic_path(final) as tmp:
+    with locked(data_root / ".locks" / "warehouse.lock"), atomic_path(final) as tmp:
         tmp.unlink()  # duckdb creates its own file
         with duckdb.connect(str(tmp)) as con:
+            con.execute(PERCENT_MACRO)
+            con.execute(_category_labels_sql())
             for name, comment in TABLE_COMMENTS.items():
                 con.execute(f"CREATE VIEW {name} AS {_table_view_sql(name, tables)}")
                 con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")

@@ -7,16 +7,16 @@ so a token is reused across runs and processes until shortly before it expires.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from pipelines.balance import files
 
 SEOUL = ZoneInfo("Asia/Seoul")
 
@@ -53,18 +53,10 @@ class TokenCache:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
 
-    @contextlib.contextmanager
-    def locked(self, server: str, app_key: str) -> Iterator[None]:
+    def locked(self, server: str, app_key: str) -> contextlib.AbstractContextManager[None]:
         """Hold an exclusive lock so that concurrent runs issue one token, not two."""
         self._ensure_dir()
-        lock_path = self.path_for(server, app_key).with_suffix(".lock")
-        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        return files.locked(self.path_for(server, app_key).with_suffix(".lock"))
 
     def load(self, server: str, app_key: str, *, now: datetime) -> Token | None:
         path = self.path_for(server, app_key)
