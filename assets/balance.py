@@ -249,7 +249,8 @@ def balance_tables(
     kinds={"duckdb"},
     description=(
         "warehouse.duckdb in the data root: views asset_categories, account_summary, "
-        "latest_allocation and net_asset_history over every day's Parquet files. Rebuilt whole "
+        "latest_allocation, net_asset_history and consolidated_allocation over every day's "
+        "Parquet files. Rebuilt whole "
         "and swapped in atomically; open it read-only from anywhere."
     ),
 )

@@ -16,8 +16,8 @@ import duckdb
 
 from assets.balance import balance_tables, kis_balance_raw, warehouse_views
 from assets.resources import KisConfig
+from pipelines.balance import warehouse
 from pipelines.balance.fetch import today_in_seoul
-from pipelines.balance.warehouse import FILE_NAME
 from pipelines.settings import REPO_ROOT, Settings
 
 HISTORY_DAYS = 30
@@ -66,7 +66,7 @@ def main() -> int:
         f"{time.perf_counter() - started:.1f} s.\n"
     )
 
-    warehouse_path = settings.data_root / FILE_NAME
+    warehouse_path = settings.data_root / warehouse.FILE_NAME
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
         print(
             "SELECT snapshot_date, account_id, net_assets, net_assets_change, unrealized_pnl\n"
@@ -84,13 +84,20 @@ def main() -> int:
             "SELECT account_id, category_ko, category_en, evlu_amt, whol_weit_rt "
             "FROM latest_allocation WHERE evlu_amt <> 0 AND NOT is_total ORDER BY ALL"
         ).show(max_rows=40)
+        print(
+            "SELECT asset_class, accounts, evlu_amt, weight_pct FROM consolidated_allocation\n"
+            "WHERE snapshot_date = (SELECT max(snapshot_date) FROM consolidated_allocation)\n"
+            "ORDER BY evlu_amt DESC;"
+        )
+        con.sql(
+            "SELECT asset_class, accounts, evlu_amt, weight_pct FROM consolidated_allocation "
+            "WHERE snapshot_date = (SELECT max(snapshot_date) FROM consolidated_allocation) "
+            "ORDER BY evlu_amt DESC"
+        ).show()
     print(f"Data root:  {settings.data_root}")
     print(f"  raw JSON  {settings.data_root / 'raw'}")
     print(f"  Parquet   {settings.data_root / 'parquet'}")
-    print(
-        f"  DuckDB    {warehouse_path}  (views: asset_categories, account_summary, "
-        "latest_allocation, net_asset_history)"
-    )
+    print(f"  DuckDB    {warehouse_path}  (views: {', '.join(warehouse.view_names())})")
     print(
         'Query it:   .venv/bin/python -c "import duckdb; duckdb.connect('
         f"'{warehouse_path}', read_only=True).sql('FROM net_asset_history').show()\""

@@ -76,3 +76,25 @@ def test_schedule_runs_weekdays_after_close_in_seoul_and_is_on_by_default() -> N
 def test_runs_execute_in_process() -> None:
     job = defs.resolve_job_def("daily_balance")
     assert job.executor_def.name == dg.in_process_executor.name
+
+
+def test_checks_sit_on_the_tables_and_block_where_data_would_be_wrong() -> None:
+    from pipelines.balance import checks
+
+    specs = {
+        (spec.asset_key.to_user_string(), spec.name): spec
+        for spec in defs.resolve_asset_graph().asset_check_keys
+        and [
+            defs.resolve_assets_def("asset_categories").get_spec_for_check_key(key)
+            for key in defs.resolve_assets_def("asset_categories").check_keys
+        ]
+    }
+    assert set(specs) == {(c.table, c.name) for c in checks.CHECKS}
+    for check in checks.CHECKS:
+        assert specs[(check.table, check.name)].blocking is check.blocking
+
+
+def test_every_asset_rebuilds_a_range_in_a_single_run() -> None:
+    for key in ("kis_balance_raw", "asset_categories", "warehouse_views"):
+        policy = defs.resolve_assets_def(key).backfill_policy
+        assert policy is not None and policy.max_partitions_per_run is None, key

@@ -23,9 +23,10 @@ KINDS: dict[str, str] = {
     "hang": "answer only after ARG seconds (default 30)",
     "business_error": "rt_cd 1 with msg_cd OPSQ2002 (not transient)",
     "pages": "output1 split over ARG pages (default 2), continued with tr_cont",
-    "row_count": "output1 in the earlier layout: the IMA row left out (19 or 16 rows)",
+    "row_count": "output1 with the IMA row left out (the 19/16-row count of the earlier spec)",
+    "bad_total": "the 합계 row's evlu_amt off by ARG won (default 1): totals no longer add up",
 }
-DEFAULT_ARGS = {"hang": 30.0, "pages": 2.0}
+DEFAULT_ARGS = {"hang": 30.0, "pages": 2.0, "bad_total": 1.0}
 
 
 class FaultSpecError(ValueError):

@@ -212,6 +212,11 @@ class Simulator:
             self.requests[f"fault_{fault.kind}"] += 1
             return _fault_reply(fault)
         body = balance_body(account, day)
+        fault = self.faults.take(account.id, {"bad_total"})
+        if fault:
+            self.requests["fault_bad_total"] += 1
+            total = body["output1"][-1]
+            total["evlu_amt"] = str(int(total["evlu_amt"]) + int(fault.arg or 1))
         fault = self.faults.take(account.id, {"row_count"})
         if fault:
             self.requests["fault_row_count"] += 1

@@ -1,0 +1,191 @@
+"""Property-based tests over generated responses in every layout: labels, totals, exact
+decimals, and the checks that refuse a shuffled or truncated output1."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from pipelines.balance import checks, flatten, layouts
+from pipelines.balance.landing import Snapshot
+from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account
+
+TODAY = date(2026, 11, 25)
+BEFORE_IMA = date(2025, 6, 2)
+ANCHORS = ("total", "cash_deposit", "foreign_currency")  # positions output2 or the sum pin down
+
+
+def weight(part: int, whole: int) -> str:
+    if whole == 0:
+        return "0.00000000"
+    return f"{(Decimal(part) * 100 / Decimal(whole)).quantize(Decimal('0.01')):.8f}"
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> tuple[layouts.Layout, Account, date, dict[str, Any]]:
+    """A self-consistent CTRP6548R body in any known layout, amounts up to 19 digits."""
+    layout = draw(st.sampled_from(layouts.KNOWN))
+    product = next(iter(layout.product_codes), None) or draw(st.sampled_from(["01", "19", "22"]))
+    day = TODAY if layout.valid_until is None else BEFORE_IMA
+    rows = []
+    for _ in layout.categories[:-1]:
+        held = draw(st.booleans())
+        evlu = draw(st.integers(0, 5 * 10**17)) if held else 0
+        pchs = draw(st.integers(0, 5 * 10**17)) if held else 0
+        loan = draw(st.integers(0, evlu))
+        rows.append({"pchs": pchs, "evlu": evlu, "loan": loan})
+    total = {k: sum(r[k] for r in rows) for k in ("pchs", "evlu", "loan")}
+    output1 = [
+        {
+            "pchs_amt": str(r["pchs"]),
+            "evlu_amt": str(r["evlu"]),
+            "evlu_pfls_amt": str(r["evlu"] - r["pchs"]),
+            "crdt_lnd_amt": str(r["loan"]),
+            "real_nass_amt": str(r["evlu"] - r["loan"]),
+            "whol_weit_rt": weight(r["evlu"], total["evlu"]),
+        }
+        for r in [*rows, total]
+    ]
+    output1[-1]["whol_weit_rt"] = "100.00000000" if total["evlu"] else "0.00000000"
+    by_code = {c.code: row for c, row in zip(layout.categories, output1, strict=True)}
+    output2 = {
+        name: draw(st.sampled_from(["0", "12345", "185144504.000000"])) for name in OUTPUT2_FIELDS
+    }
+    output2["tot_asst_amt"] = output1[-1]["evlu_amt"]
+    for field_name, code in (("dncl_amt", "cash_deposit"), ("frcr_evlu_tota", "foreign_currency")):
+        if code in by_code:
+            output2[field_name] = by_code[code]["evlu_amt"]
+    return layout, Account("12345678", product), day, {"output1": output1, "output2": output2}
+
+
+def snapshot(account: Account, day: date, body: dict[str, Any]) -> Snapshot:
+    from datetime import UTC, datetime
+
+    return Snapshot(
+        account,
+        day,
+        datetime(2026, 11, 25, 9, 30, tzinfo=UTC),
+        body["output1"],
+        body["output2"],
+        Path("generated.json"),
+    )
+
+
+def tables_for(snap: Snapshot) -> dict:
+    return {
+        "asset_categories": flatten.asset_categories([snap]),
+        "account_summary": flatten.account_summary([snap]),
+    }
+
+
+def blocking_failures(snap: Snapshot) -> list[str]:
+    try:
+        tables = tables_for(snap)
+    except Exception:  # refused outright (unknown layout): flattened tables cannot exist
+        tables = tables_for_empty()
+    outcomes = checks.run([snap], tables)
+    return [o.check.name for o in outcomes if o.check.blocking and not o.passed]
+
+
+def tables_for_empty() -> dict:
+    return {
+        "asset_categories": flatten.asset_categories([]),
+        "account_summary": flatten.account_summary([]),
+    }
+
+
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(responses())
+def test_generated_responses_label_round_trip_and_pass_every_check(generated: tuple) -> None:
+    layout, account, day, body = generated
+    snap = snapshot(account, day, body)
+    tables = tables_for(snap)
+    rows = tables["asset_categories"].to_pylist()
+    assert [r["category_ko"] for r in rows] == [c.ko for c in layout.categories]
+    assert [r["layout"] for r in rows] == [layout.name] * layout.row_count
+    for row, sent in zip(rows, body["output1"], strict=True):
+        assert [row[f] for f in OUTPUT1_FIELDS] == [Decimal(sent[f]) for f in OUTPUT1_FIELDS]
+    # exact through a Parquet file as well
+    buffer = io.BytesIO()
+    pq.write_table(tables["asset_categories"], buffer)
+    assert pq.read_table(io.BytesIO(buffer.getvalue())).to_pylist() == rows
+    summary = tables["account_summary"].to_pylist()[0]
+    assert [summary[f] for f in OUTPUT2_FIELDS] == [
+        Decimal(body["output2"][f]) for f in OUTPUT2_FIELDS
+    ]
+    outcomes = checks.run([snap], tables)
+    assert [(o.check.name, o.problems) for o in outcomes if not o.passed] == []
+
+
+@PROPERTY
+@given(responses(), st.data())
+def test_a_shuffle_that_moves_an_anchored_row_is_refused(generated: tuple, data: Any) -> None:
+    layout, account, day, body = generated
+    order = data.draw(st.permutations(range(layout.row_count)))
+    shuffled = [body["output1"][i] for i in order]
+    anchored = [layout.position(code) for code in ANCHORS if layout.position(code) is not None]
+    # a row whose valuation changes at a position the response itself pins down
+    assume(any(shuffled[i]["evlu_amt"] != body["output1"][i]["evlu_amt"] for i in anchored))
+    snap = snapshot(account, day, {**body, "output1": shuffled})
+    assert blocking_failures(snap)
+
+
+@PROPERTY
+@given(responses(), st.data())
+def test_a_truncated_output1_is_refused(generated: tuple, data: Any) -> None:
+    layout, account, day, body = generated
+    dropped = data.draw(st.integers(0, layout.row_count - 1))
+    truncated = [row for i, row in enumerate(body["output1"]) if i != dropped]
+    snap = snapshot(
+        account, TODAY if layout.valid_until is None else day, {**body, "output1": truncated}
+    )
+    assert "known_layout" in blocking_failures(snap)
+
+
+def test_check_messages_say_account_field_and_by_how_much() -> None:
+    account = Account("12345678", "01")
+    from pipelines.kis.simulated_portfolio import balance_body
+
+    body = balance_body(account, TODAY)
+    body["output1"][-1]["evlu_amt"] = str(int(body["output1"][-1]["evlu_amt"]) + 7)
+    body["output2"]["dncl_amt"] = str(int(body["output2"]["dncl_amt"]) - 3)
+    outcomes = {
+        o.check.name: o
+        for o in checks.run(
+            [snapshot(account, TODAY, body)], tables_for(snapshot(account, TODAY, body))
+        )
+    }
+    [total_problem] = outcomes["total_row_is_sum"].problems
+    assert "12345678-01" in total_problem and "evlu_amt" in total_problem
+    assert "off by 7" in total_problem
+    [deposit_problem] = outcomes["output2_matches_rows"].problems
+    assert "dncl_amt" in deposit_problem and "off by -3" in deposit_problem
+    assert not outcomes["weights_sum_to_100"].problems
+    [assets_problem] = outcomes["total_assets_match"].problems
+    assert "off by -7" in assets_problem
+
+
+@pytest.mark.parametrize("table", ["asset_categories", "account_summary"])
+def test_a_changed_schema_on_disk_is_reported(tmp_path: Path, table: str) -> None:
+    import pyarrow as pa
+
+    account = Account("12345678", "01")
+    from pipelines.kis.simulated_portfolio import balance_body
+
+    snap = snapshot(account, TODAY, balance_body(account, TODAY))
+    odd = tmp_path / "odd.parquet"
+    pq.write_table(pa.table({"x": [1]}), odd)
+    outcomes = checks.run([snap], tables_for(snap), existing={table: odd})
+    failed = [o for o in outcomes if not o.passed]
+    assert [(o.check.table, o.check.name) for o in failed] == [(table, "schema_unchanged")]

@@ -1,0 +1,213 @@
+"""Checks in Dagster, range rebuilds in one run, and durability under kills and concurrency."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from assets.balance import balance_tables, kis_balance_raw, warehouse_views
+from assets.resources import KisConfig
+from pipelines.balance.fetch import today_in_seoul
+from pipelines.balance.tables import ParquetTables
+from pipelines.kis.faults import FaultPlan
+from pipelines.kis.simulator import Simulator
+
+ASSETS = [kis_balance_raw, balance_tables, warehouse_views]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(days: list[date], instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """One run over a day, or over a range of days (a single-run backfill)."""
+    tags = {}
+    if len(days) > 1:
+        tags = {
+            "dagster/asset_partition_range_start": days[0].isoformat(),
+            "dagster/asset_partition_range_end": days[-1].isoformat(),
+        }
+    return dg.materialize(
+        ASSETS,
+        partition_key=days[0].isoformat() if len(days) == 1 else None,
+        tags=tags,
+        resources={"kis": KisConfig()},
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def failure_description(result: dg.ExecuteInProcessResult) -> str:
+    texts = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data:
+            texts.append(data.user_failure_data.description or "")
+        elif data.error:
+            texts.append(data.error.message)
+    return "\n".join(texts)
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch, simulator: Simulator) -> Simulator:
+    monkeypatch.setenv("KIS_BASE_URL", simulator.base_url)
+    monkeypatch.setenv("KIS_APP_KEY", "REBUILD-KEY")
+    monkeypatch.setenv("KIS_APP_SECRET", "REBUILD-SECRET")
+    monkeypatch.setenv("KIS_ACCOUNTS", "12345678-01,12345678-21")
+    return simulator
+
+
+def test_a_blocking_check_stops_the_write_and_the_views(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, stand_in: Simulator
+) -> None:
+    monkeypatch.setenv("KIS_ENV", "real")
+    today = today_in_seoul()
+    instance = dg.DagsterInstance.ephemeral()
+    assert run([today], instance).success
+    tables = ParquetTables(isolated_env)
+    before = tables.path("asset_categories", today).read_bytes()
+    warehouse_before = (isolated_env / "warehouse.duckdb").stat().st_mtime_ns
+
+    stand_in.faults = FaultPlan.parse("12345678-21:bad_total=5")
+    result = run([today], instance)
+    assert not result.success
+    description = failure_description(result)
+    assert "total_row_is_sum" in description and "12345678-21" in description
+    assert "off by 5" in description and "nothing was written" in description
+    assert tables.path("asset_categories", today).read_bytes() == before
+    assert (isolated_env / "warehouse.duckdb").stat().st_mtime_ns == warehouse_before
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e.passed
+        for e in result.get_asset_check_evaluations()
+    }
+    assert evaluations[("asset_categories", "total_row_is_sum")] is False
+    assert evaluations[("account_summary", "total_assets_match")] is False
+    assert evaluations[("asset_categories", "known_layout")] is True
+
+
+def test_checks_pass_and_are_recorded_on_a_good_run(isolated_env: Path) -> None:
+    result = run([today_in_seoul()])
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 9 and all(e.passed for e in evaluations)
+
+
+def test_a_30_day_range_rebuilds_from_raw_in_one_run_byte_for_byte(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, stand_in: Simulator
+) -> None:
+    today = today_in_seoul()
+    days = [today - timedelta(days=n) for n in range(30, 0, -1)]
+    monkeypatch.setenv("KIS_ENV", "sim")  # the simulator can land past days
+    instance = dg.DagsterInstance.ephemeral()
+    for day in days:
+        assert run([day], instance).success
+    tables = ParquetTables(isolated_env)
+    original = {
+        (name, day): tables.path(name, day).read_bytes()
+        for name in ("asset_categories", "account_summary")
+        for day in days
+    }
+    for name, day in original:
+        tables.path(name, day).unlink()
+
+    monkeypatch.setenv("KIS_ENV", "real")
+    calls = stand_in.requests["balance"]
+    result = run(days, instance)
+    assert result.success, failure_description(result)
+    assert stand_in.requests["balance"] == calls  # nothing fetched: rebuilt from raw
+    assert {key: tables.path(*key).read_bytes() for key in original} == original
+    with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT count(DISTINCT snapshot_date) FROM account_summary").fetchone() == (
+            30,
+        )
+    raw_meta = result.asset_materializations_for_node("kis_balance_raw")
+    assert len(raw_meta) == 30  # one run, every partition of the range materialized
+
+
+def test_a_range_with_days_without_raw_fails_naming_them(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, stand_in: Simulator
+) -> None:
+    monkeypatch.setenv("KIS_ENV", "real")
+    today = today_in_seoul()
+    days = [today - timedelta(days=n) for n in (3, 2, 1)]
+    result = run(days)
+    assert not result.success
+    description = failure_description(result)
+    assert all(str(day) in description for day in days)
+    assert stand_in.requests["balance"] == 0
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from datetime import date
+    from pathlib import Path
+    import pyarrow.parquet as pq
+    from pipelines.balance.tables import ParquetTables
+    table = pq.read_table(sys.argv[2])
+    def slow_write(data, where, **kwargs):
+        with open(where, "wb") as handle:
+            handle.write(b"PAR1 half a file")
+            handle.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+    pq.write_table = slow_write
+    day = date.fromisoformat(sys.argv[3])
+    ParquetTables(Path(sys.argv[1])).write("asset_categories", day, table)
+    """
+)
+
+
+def test_a_run_killed_mid_write_leaves_the_previous_file(isolated_env: Path) -> None:
+    today = today_in_seoul()
+    assert run([today]).success
+    path = ParquetTables(isolated_env).path("asset_categories", today)
+    before = path.read_bytes()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(isolated_env), str(path), today.isoformat()],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=10)
+    assert path.read_bytes() == before
+    with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM asset_categories").fetchone() == (37,)
+
+
+def test_two_runs_of_one_partition_at_once_leave_one_consistent_snapshot(
+    isolated_env: Path, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIS_ENV", "sim")
+    monkeypatch.setenv("KIS_BASE_URL", simulator.base_url)
+    today = today_in_seoul()
+    results: list[dg.ExecuteInProcessResult] = []
+    threads = [threading.Thread(target=lambda: results.append(run([today]))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [r.success for r in results] == [True, True]
+    with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
+        pairs = con.sql(
+            "SELECT DISTINCT c.account_id, c.fetched_at = s.fetched_at FROM asset_categories c "
+            "JOIN account_summary s USING (snapshot_date, account_id)"
+        ).fetchall()
+        counts = con.sql(
+            "SELECT account_id, count(*) FROM asset_categories GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert sorted(pairs) == [("12345678-01", True), ("12345678-21", True)]
+    assert counts == [("12345678-01", 20), ("12345678-21", 17)]
+    raw = sorted((isolated_env / "raw").rglob("*.json"))
+    assert len(raw) == 4  # both runs' fetches are kept
+    assert all(json.loads(p.read_text())["format"] == "kis-balance-raw/1" for p in raw)
