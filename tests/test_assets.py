@@ -14,39 +14,16 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets.balance import balance_tables, kis_balance_raw, warehouse_views
-from assets.resources import KisConfig
 from pipelines.balance.fetch import today_in_seoul
 from pipelines.balance.landing import RawLanding
 from pipelines.balance.tables import ParquetTables
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account
 from pipelines.kis.simulated_portfolio import balance_body
 from pipelines.kis.simulator import Simulator
+from tests.runs import failure_text, materialize
 
-ASSETS = [kis_balance_raw, balance_tables, warehouse_views]
 APP_SECRET = "TEST-APP-SECRET-do-not-leak-0123456789"
 STAND_IN_ACCOUNTS = "12345678-01,12345678-21,98765432-01"
-
-
-def materialize(day: date, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        ASSETS,
-        partition_key=day.isoformat(),
-        resources={"kis": KisConfig()},
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
-
-
-def failure_text(result: dg.ExecuteInProcessResult) -> str:
-    texts = []
-    for event in result.get_step_failure_events():
-        data = event.step_failure_data
-        texts.append(data.error.message if data.error else "")
-        if data.user_failure_data:
-            texts.append(data.user_failure_data.description or "")
-            texts.append(str(data.user_failure_data.metadata))
-    return "\n".join(texts)
 
 
 def query(data_root: Path, sql: str, *params: object) -> list[tuple]:

@@ -9,51 +9,21 @@ import subprocess
 import sys
 import textwrap
 import threading
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
-from assets.balance import balance_tables, kis_balance_raw, warehouse_views
-from assets.resources import KisConfig
 from pipelines.balance.fetch import today_in_seoul
 from pipelines.balance.tables import ParquetTables
 from pipelines.kis.faults import FaultPlan
 from pipelines.kis.simulator import Simulator
+from tests.runs import failure_text
+from tests.runs import materialize as run
 
-ASSETS = [kis_balance_raw, balance_tables, warehouse_views]
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run(days: list[date], instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
-    """One run over a day, or over a range of days (a single-run backfill)."""
-    tags = {}
-    if len(days) > 1:
-        tags = {
-            "dagster/asset_partition_range_start": days[0].isoformat(),
-            "dagster/asset_partition_range_end": days[-1].isoformat(),
-        }
-    return dg.materialize(
-        ASSETS,
-        partition_key=days[0].isoformat() if len(days) == 1 else None,
-        tags=tags,
-        resources={"kis": KisConfig()},
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
-
-
-def failure_description(result: dg.ExecuteInProcessResult) -> str:
-    texts = []
-    for event in result.get_step_failure_events():
-        data = event.step_failure_data
-        if data.user_failure_data:
-            texts.append(data.user_failure_data.description or "")
-        elif data.error:
-            texts.append(data.error.message)
-    return "\n".join(texts)
 
 
 @pytest.fixture
@@ -79,7 +49,7 @@ def test_a_blocking_check_stops_the_write_and_the_views(
     stand_in.faults = FaultPlan.parse("12345678-21:bad_total=5")
     result = run([today], instance)
     assert not result.success
-    description = failure_description(result)
+    description = failure_text(result)
     assert "total_row_is_sum" in description and "12345678-21" in description
     assert "off by 5" in description and "nothing was written" in description
     assert tables.path("asset_categories", today).read_bytes() == before
@@ -121,7 +91,7 @@ def test_a_30_day_range_rebuilds_from_raw_in_one_run_byte_for_byte(
     monkeypatch.setenv("KIS_ENV", "real")
     calls = stand_in.requests["balance"]
     result = run(days, instance)
-    assert result.success, failure_description(result)
+    assert result.success, failure_text(result)
     assert stand_in.requests["balance"] == calls  # nothing fetched: rebuilt from raw
     assert {key: tables.path(*key).read_bytes() for key in original} == original
     with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
@@ -140,7 +110,7 @@ def test_a_range_with_days_without_raw_fails_naming_them(
     days = [today - timedelta(days=n) for n in (3, 2, 1)]
     result = run(days)
     assert not result.success
-    description = failure_description(result)
+    description = failure_text(result)
     assert all(str(day) in description for day in days)
     assert stand_in.requests["balance"] == 0
 

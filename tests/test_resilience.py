@@ -9,12 +9,9 @@ import threading
 from datetime import date
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import requests
 
-from assets.balance import balance_tables, kis_balance_raw, warehouse_views
-from assets.resources import KisConfig
 from pipelines.balance.fetch import today_in_seoul
 from pipelines.balance.landing import RawLanding, read_snapshot
 from pipelines.balance.tables import ParquetTables
@@ -26,6 +23,7 @@ from pipelines.kis.retry import Backoff
 from pipelines.kis.simulated_portfolio import balance_body
 from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import SEOUL, TokenCache
+from tests.runs import failure, materialize
 
 ACCOUNT = Account("12345678", "01")
 FAST = Backoff(attempts=5, base=0.01, cap=0.05)
@@ -218,25 +216,6 @@ def test_fault_specs_are_checked() -> None:
 
 
 # -- through Dagster ----------------------------------------------------------------------
-
-ASSETS = [kis_balance_raw, balance_tables, warehouse_views]
-
-
-def materialize(day: date) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        ASSETS,
-        partition_key=day.isoformat(),
-        resources={"kis": KisConfig()},
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
-
-
-def failure(result: dg.ExecuteInProcessResult) -> tuple[str, dict]:
-    [event] = result.get_step_failure_events()
-    data = event.step_failure_data.user_failure_data
-    assert data is not None
-    return data.description or "", {k: v.value for k, v in data.metadata.items()}
 
 
 @pytest.fixture

@@ -209,17 +209,27 @@ def for_product(product_code: str) -> Layout:
     )
 
 
+def find(product_code: str, row_count: int, snapshot_date: date | None = None) -> Layout | None:
+    """The layout keyed by product code and row count (and date), if there is one."""
+    return next(
+        (
+            layout
+            for layout in KNOWN
+            if layout.serves(product_code)
+            and layout.row_count == row_count
+            and layout.valid_on(snapshot_date)
+        ),
+        None,
+    )
+
+
 def resolve(
     product_code: str, row_count: int, *, account_id: str, snapshot_date: date | None = None
 ) -> Layout:
     """The layout for a response, keyed by product code and row count, or a clear refusal."""
-    for layout in KNOWN:
-        if (
-            layout.serves(product_code)
-            and layout.row_count == row_count
-            and layout.valid_on(snapshot_date)
-        ):
-            return layout
+    layout = find(product_code, row_count, snapshot_date)
+    if layout:
+        return layout
     known = ", ".join(
         f"{layout.name} ({layout.row_count} rows, product codes "
         f"{'/'.join(sorted(layout.product_codes)) or 'any other'}"

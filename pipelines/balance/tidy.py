@@ -38,16 +38,11 @@ class TidyResult:
 
 
 def _labelled(snapshot: Snapshot) -> bool:
-    try:
-        layouts.resolve(
-            snapshot.account.product_code,
-            len(snapshot.output1),
-            account_id=snapshot.account.id,
-            snapshot_date=snapshot.snapshot_date,
-        )
-    except layouts.UnknownLayoutError:
-        return False
-    return True
+    """Has a known layout; the others are reported by the known_layout check, not flattened."""
+    return (
+        layouts.find(snapshot.account.product_code, len(snapshot.output1), snapshot.snapshot_date)
+        is not None
+    )
 
 
 def build_days(data_root: Path, days: list[date]) -> TidyResult:

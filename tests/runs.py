@@ -1,0 +1,53 @@
+"""Materializing the pipeline's assets through Dagster in tests, and reading why a run failed."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from assets.balance import balance_tables, kis_balance_raw, warehouse_views
+from assets.resources import KisConfig
+
+ASSETS = [kis_balance_raw, balance_tables, warehouse_views]
+
+
+def materialize(
+    days: date | list[date], instance: dg.DagsterInstance | None = None
+) -> dg.ExecuteInProcessResult:
+    """One run over a day, or over a range of days (as a single-run backfill launches it)."""
+    days = [days] if isinstance(days, date) else days
+    tags = {}
+    if len(days) > 1:
+        tags = {
+            "dagster/asset_partition_range_start": days[0].isoformat(),
+            "dagster/asset_partition_range_end": days[-1].isoformat(),
+        }
+    return dg.materialize(
+        ASSETS,
+        partition_key=days[0].isoformat() if len(days) == 1 else None,
+        tags=tags,
+        resources={"kis": KisConfig()},
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """Every failed step's error message, Failure description and metadata."""
+    texts = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        texts.append(data.error.message if data.error else "")
+        if data.user_failure_data:
+            texts.append(data.user_failure_data.description or "")
+            texts.append(str(data.user_failure_data.metadata))
+    return "\n".join(texts)
+
+
+def failure(result: dg.ExecuteInProcessResult) -> tuple[str, dict]:
+    """The one failed step's Failure description and metadata values."""
+    [event] = result.get_step_failure_events()
+    data = event.step_failure_data.user_failure_data
+    assert data is not None
+    return data.description or "", {k: v.value for k, v in data.metadata.items()}
