@@ -4,7 +4,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -14,6 +14,7 @@ import pyarrow as pa
 from assets.partitions import daily_partitions
 from assets.resources import KisConfig
 from pipelines.balance import checks, schema, tidy, warehouse
+from pipelines.balance import targets as targets_module
 from pipelines.balance.fetch import (
     DayAction,
     MissingRawError,
@@ -24,6 +25,7 @@ from pipelines.balance.fetch import (
 )
 from pipelines.balance.landing import RawLanding, SnapshotError
 from pipelines.kis.protocol import KisApiError
+from pipelines.reporting import day_summary
 from pipelines.settings import SettingsError
 
 # Single-run backfills are what rebuilding a range needs; Dagster still marks the @asset
@@ -245,6 +247,18 @@ def balance_tables(
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     deps=["asset_categories", "account_summary"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "allocation_within_targets",
+            asset="warehouse_views",
+            description="Each asset class's consolidated weight is within its target band "
+            "(KIS_TARGETS_FILE); a warning, so the daily run says when to rebalance.",
+        )
+    ],
+    # A missed weekday shows: by 20:00 KST the views must have been rebuilt since 18:00.
+    freshness_policy=dg.FreshnessPolicy.cron(
+        deadline_cron="0 20 * * 1-5", lower_bound_delta=timedelta(hours=2), timezone="Asia/Seoul"
+    ),
     group_name=GROUP,
     kinds={"duckdb"},
     description=(
@@ -256,18 +270,39 @@ def balance_tables(
 )
 def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
     settings = kis.settings()
-    path = warehouse.build(settings.data_root)
+    with explained_failures():
+        targets = targets_module.load(settings.targets_file) if settings.targets_file else None
+    path = warehouse.build(settings.data_root, targets)
     day = _days(context)[-1]
     with duckdb.connect(str(path), read_only=True) as con:
+        summary = day_summary.summarize(con, day)
         days = con.sql("SELECT count(DISTINCT snapshot_date) FROM account_summary").fetchone()
-        net = con.execute(
-            "SELECT sum(net_assets) FROM net_asset_history WHERE snapshot_date = ?", [day]
-        ).fetchone()
+    drift = dg.AssetCheckResult(
+        check_name="allocation_within_targets",
+        passed=not summary.out_of_band,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "No targets file (KIS_TARGETS_FILE): nothing to compare."
+            if not summary.has_targets
+            else f"{len(summary.out_of_band)} asset classes outside their band on {day}: rebalance."
+            if summary.out_of_band
+            else f"Every targeted asset class is within its band on {day}."
+        ),
+        metadata={
+            "out_of_band": [
+                f"{name}: {weight}% vs target {target}% ± {band} ({drift:+} pp)"
+                for name, weight, target, band, drift in summary.out_of_band
+            ]
+        },
+    )
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
-            "views": warehouse.view_names(),
+            "views": warehouse.view_names() + (["allocation_drift"] if targets else []),
             "days_of_history": days[0] if days else 0,
-            "net_assets_krw": str(net[0]) if net and net[0] is not None else None,
-        }
+            # whole won, exact (an int, not a float), so the UI can plot it run over run
+            "net_assets_krw": int(summary.net_assets) if summary.net_assets is not None else None,
+            "allocation": dg.MetadataValue.md(day_summary.markdown(summary)),
+        },
+        check_results=[drift],
     )

@@ -21,6 +21,15 @@ from pipelines.balance.fetch import today_in_seoul
 from pipelines.settings import REPO_ROOT, Settings
 
 HISTORY_DAYS = 30
+DEMO_QUERIES = (
+    "SELECT snapshot_date, account_id, net_assets, net_assets_change, days_since_previous\n"
+    "FROM net_asset_history ORDER BY snapshot_date DESC, account_id LIMIT 6",
+    "SELECT account_id, category_ko, category_en, market_value, weight_pct\n"
+    "FROM latest_allocation WHERE market_value <> 0 AND NOT is_total ORDER BY ALL",
+    "SELECT asset_class, accounts, market_value, weight_pct FROM consolidated_allocation\n"
+    "WHERE snapshot_date = (SELECT max(snapshot_date) FROM consolidated_allocation)\n"
+    "ORDER BY market_value DESC",
+)
 #: Runs' own logs go to the Dagster UI; the terminal shows one line per day (errors in full).
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -68,32 +77,9 @@ def main() -> int:
 
     warehouse_path = settings.data_root / warehouse.FILE_NAME
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        print(
-            "SELECT snapshot_date, account_id, net_assets, net_assets_change, unrealized_pnl\n"
-            "FROM net_asset_history ORDER BY snapshot_date DESC, account_id LIMIT 6;"
-        )
-        con.sql(
-            "SELECT snapshot_date, account_id, net_assets, net_assets_change, unrealized_pnl "
-            "FROM net_asset_history ORDER BY snapshot_date DESC, account_id LIMIT 6"
-        ).show()
-        print(
-            "SELECT account_id, category_ko, category_en, evlu_amt, whol_weit_rt\n"
-            "FROM latest_allocation WHERE evlu_amt <> 0 AND NOT is_total ORDER BY ALL;"
-        )
-        con.sql(
-            "SELECT account_id, category_ko, category_en, evlu_amt, whol_weit_rt "
-            "FROM latest_allocation WHERE evlu_amt <> 0 AND NOT is_total ORDER BY ALL"
-        ).show(max_rows=40)
-        print(
-            "SELECT asset_class, accounts, evlu_amt, weight_pct FROM consolidated_allocation\n"
-            "WHERE snapshot_date = (SELECT max(snapshot_date) FROM consolidated_allocation)\n"
-            "ORDER BY evlu_amt DESC;"
-        )
-        con.sql(
-            "SELECT asset_class, accounts, evlu_amt, weight_pct FROM consolidated_allocation "
-            "WHERE snapshot_date = (SELECT max(snapshot_date) FROM consolidated_allocation) "
-            "ORDER BY evlu_amt DESC"
-        ).show()
+        for sql in DEMO_QUERIES:
+            print(sql + ";")
+            con.sql(sql).show(max_rows=40)
     print(f"Data root:  {settings.data_root}")
     print(f"  raw JSON  {settings.data_root / 'raw'}")
     print(f"  Parquet   {settings.data_root / 'parquet'}")

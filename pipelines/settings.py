@@ -10,6 +10,7 @@ KIS_CUSTTYPE       P (default) or B; B needs KIS_PERSONALSECKEY, KIS_PHONE_NUMBE
 KIS_RATE_LIMIT     requests per second per app key (default 18; KIS allows 20).
 KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/kis/faults.py).
 KIS_DATA_ROOT      where raw JSON, Parquet and the warehouse live (default: data/ in the repo).
+KIS_TARGETS_FILE   optional TOML of target weights per asset class (allocation_drift view).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Settings:
     corporate: CorporateIdentity | None = None
     rate_limit: float = DEFAULT_RATE
     sim_faults: str = ""
+    targets_file: Path | None = None
 
     @property
     def is_simulated(self) -> bool:
@@ -124,6 +126,11 @@ class Settings:
             corporate=_corporate(values) if custtype == "B" else None,
             rate_limit=_rate_limit(values.get("KIS_RATE_LIMIT")),
             sim_faults=sim_faults,
+            targets_file=(
+                Path(values["KIS_TARGETS_FILE"]).expanduser().resolve()
+                if values.get("KIS_TARGETS_FILE")
+                else None
+            ),
         )
 
 

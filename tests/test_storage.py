@@ -39,6 +39,10 @@ VIEWS = (
     "latest_allocation",
     "net_asset_history",
     "consolidated_allocation",
+    "allocation_history",
+    "pnl_by_category",
+    "consolidated_net_assets",
+    "snapshot_calendar",
 )
 
 
@@ -414,7 +418,7 @@ def test_latest_allocation_has_each_accounts_newest_day_only(tmp_path: Path) -> 
     assert newest[PRODUCT21] == DAY1 and newest[STANDARD] == DAY2  # the plan is as intended
     with duckdb.connect(str(warehouse.build(tmp_path)), read_only=True) as con:
         rows = con.execute(
-            "SELECT account_id, snapshot_date, category_seq, evlu_amt FROM latest_allocation "
+            "SELECT account_id, snapshot_date, category_seq, market_value FROM latest_allocation "
             "ORDER BY account_id, category_seq"
         ).fetchall()
     by_account: dict[str, list[tuple[Any, ...]]] = {}

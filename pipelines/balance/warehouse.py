@@ -14,6 +14,8 @@ import pyarrow as pa
 from pipelines.balance import layouts, schema
 from pipelines.balance.files import atomic_path, locked
 from pipelines.balance.tables import ParquetTables
+from pipelines.balance.targets import Target
+from pipelines.balance.views import DERIVED_VIEWS, DRIFT_VIEW, GLOSSARY
 
 FILE_NAME = "warehouse.duckdb"
 
@@ -23,57 +25,6 @@ CREATE MACRO exact_percent(part, whole) AS CASE WHEN whole = 0 THEN NULL ELSE
     CAST((CAST(part * 100000000 AS HUGEINT) * 1000000) // CAST(whole * 100000000 AS HUGEINT)
          AS DECIMAL(38, 0)) * 0.0001 END
 """
-
-DERIVED_VIEWS: dict[str, tuple[str, str]] = {
-    "latest_allocation": (
-        "Each account's newest snapshot, one row per asset category (합계 row included).",
-        """
-        SELECT * FROM asset_categories
-        QUALIFY snapshot_date = max(snapshot_date) OVER (PARTITION BY account_id)
-        """,
-    ),
-    "net_asset_history": (
-        "Per account and snapshot date: total assets, net assets, P&L, and the change from "
-        "the account's previous snapshot.",
-        """
-        SELECT
-            snapshot_date,
-            account_id,
-            product_code,
-            tot_asst_amt AS total_assets,
-            nass_tot_amt AS net_assets,
-            pchs_amt_smtl AS purchase_amount,
-            evlu_amt_smtl AS securities_value,
-            evlu_pfls_amt_smtl AS unrealized_pnl,
-            lag(snapshot_date) OVER w AS previous_snapshot_date,
-            tot_asst_amt - lag(tot_asst_amt) OVER w AS total_assets_change,
-            nass_tot_amt - lag(nass_tot_amt) OVER w AS net_assets_change,
-            fetched_at
-        FROM account_summary
-        WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
-        """,
-    ),
-    "consolidated_allocation": (
-        "All accounts together, per snapshot date and asset class (one model across the "
-        "standard and product-21 layouts): amounts summed, weight in percent of the date's "
-        "total valuation.",
-        """
-        WITH classes AS (
-            SELECT snapshot_date, asset_class,
-                   count(DISTINCT account_id) AS accounts,
-                   sum(pchs_amt) AS pchs_amt,
-                   sum(evlu_amt) AS evlu_amt,
-                   sum(evlu_pfls_amt) AS evlu_pfls_amt
-            FROM asset_categories
-            WHERE NOT is_total
-            GROUP BY snapshot_date, asset_class
-        )
-        SELECT *, exact_percent(evlu_amt, sum(evlu_amt) OVER (PARTITION BY snapshot_date))
-                  AS weight_pct
-        FROM classes
-        """,
-    ),
-}
 
 TABLE_COMMENTS = {
     "asset_categories": "output1 of KIS TR CTRP6548R: one row per account, day and asset "
@@ -133,7 +84,7 @@ def _parquet_sql(name: str, tables: ParquetTables, columns: str) -> str:
     )
 
 
-def build(data_root: Path) -> Path:
+def build(data_root: Path, targets: list[Target] | None = None) -> Path:
     """(Re)create every view in a new file, then swap it in place of the old one.
 
     One builder at a time (a lock file); readers keep the file they opened.
@@ -151,8 +102,38 @@ def build(data_root: Path) -> Path:
             for name, (comment, sql) in DERIVED_VIEWS.items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
                 con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
+            if targets:
+                _create_drift(con, targets)
+            _comment_columns(con)
             con.execute("CHECKPOINT")
     return final
+
+
+def _create_drift(con: duckdb.DuckDBPyConnection, targets: list[Target]) -> None:
+    con.execute(
+        "CREATE TABLE allocation_targets (asset_class VARCHAR, target_pct DECIMAL(9, 4), "
+        "tolerance_pct DECIMAL(9, 4))"
+    )
+    con.executemany(
+        "INSERT INTO allocation_targets VALUES (?, ?, ?)",
+        [(t.asset_class, t.target_pct, t.tolerance_pct) for t in targets],
+    )
+    name, comment, sql = DRIFT_VIEW
+    con.execute(f"CREATE VIEW {name} AS {sql}")
+    con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
+
+
+def _comment_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """COMMENT ON every column of every view, from the glossary; a missing entry is a bug."""
+    columns = con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE table_name IN "
+        "(SELECT view_name FROM duckdb_views() WHERE NOT internal)"
+    ).fetchall()
+    missing = sorted({column for _, column in columns if column not in GLOSSARY})
+    if missing:
+        raise ValueError(f"warehouse columns without a glossary entry: {', '.join(missing)}")
+    for view, column in columns:
+        con.execute(f"COMMENT ON COLUMN {view}.{column} IS {_quote(GLOSSARY[column])}")
 
 
 def view_names() -> list[str]:

@@ -1,0 +1,88 @@
+"""One day in a few numbers, read from the warehouse: what the Dagster UI shows per run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import duckdb
+
+
+@dataclass
+class DaySummary:
+    day: date
+    accounts: int = 0
+    total_assets: Decimal | None = None
+    net_assets: Decimal | None = None
+    net_assets_change: Decimal | None = None
+    #: (asset_class, market_value, weight_pct), largest first
+    allocation: list[tuple[str, Decimal, Decimal]] = field(default_factory=list)
+    #: (asset_class, weight_pct, target_pct, tolerance_pct, drift_pct) outside their band
+    out_of_band: list[tuple[str, Decimal, Decimal, Decimal, Decimal]] = field(default_factory=list)
+    has_targets: bool = False
+
+
+def summarize(con: duckdb.DuckDBPyConnection, day: date) -> DaySummary:
+    summary = DaySummary(day)
+    row = con.execute(
+        "SELECT accounts, total_assets, net_assets, net_assets_change "
+        "FROM consolidated_net_assets WHERE snapshot_date = ?",
+        [day],
+    ).fetchone()
+    if row:
+        summary.accounts, summary.total_assets, summary.net_assets = row[0], row[1], row[2]
+        summary.net_assets_change = row[3]
+    summary.allocation = [
+        (r[0], r[1], r[2])
+        for r in con.execute(
+            "SELECT asset_class, market_value, weight_pct FROM consolidated_allocation "
+            "WHERE snapshot_date = ? AND market_value <> 0 ORDER BY market_value DESC",
+            [day],
+        ).fetchall()
+    ]
+    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    summary.has_targets = "allocation_drift" in views
+    if summary.has_targets:
+        summary.out_of_band = [
+            (r[0], r[1], r[2], r[3], r[4])
+            for r in con.execute(
+                "SELECT asset_class, weight_pct, target_pct, tolerance_pct, drift_pct "
+                "FROM allocation_drift WHERE snapshot_date = ? AND NOT within_band "
+                "ORDER BY abs(drift_pct) DESC",
+                [day],
+            ).fetchall()
+        ]
+    return summary
+
+
+def _won(amount: Decimal | None) -> str:
+    return "—" if amount is None else f"{int(amount):,}원"
+
+
+def markdown(summary: DaySummary) -> str:
+    """A Markdown preview: totals, allocation by asset class, and any drift from targets."""
+    if not summary.accounts:
+        return f"No snapshot on {summary.day}."
+    lines = [
+        f"**{summary.day}**: {summary.accounts} accounts, net assets "
+        f"{_won(summary.net_assets)} (change {_won(summary.net_assets_change)}), total assets "
+        f"{_won(summary.total_assets)}",
+        "",
+        "| asset class | market value | weight |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {_won(value)} | {weight}% |" for name, value, weight in summary.allocation),
+    ]
+    if summary.out_of_band:
+        lines += [
+            "",
+            "**Outside the target band:**",
+            "",
+            "| asset class | weight | target ± band | drift |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {name} | {weight}% | {target}% ± {band} | {drift:+} pp |"
+            for name, weight, target, band, drift in summary.out_of_band
+        ]
+    return "\n".join(lines)
