@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo run ui simulator test lint typecheck bench check
+.PHONY: help setup demo run ui sql browser simulator test lint typecheck bench check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -35,6 +35,12 @@ run: setup ## materialize today's partition with your .env / KIS_* settings
 
 ui: setup ## the Dagster UI on http://127.0.0.1:3000 (schedule included)
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+sql: setup ## a DuckDB shell (same version as the pipeline's) on the warehouse, read-only
+	$(BIN)/duckdb -readonly "$${KIS_DATA_ROOT:-data}/warehouse.duckdb"
+
+browser: ## Debian's chromium, for the report test (root; CI does this)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 simulator: setup ## a standalone KIS simulator on http://127.0.0.1:8765
 	$(BIN)/kis-simulator --port 8765

@@ -221,3 +221,28 @@ def test_the_views_are_fresh_by_20_kst_on_weekdays() -> None:
     )
     assert policy is not None
     assert policy.deadline_cron == "0 20 * * 1-5" and policy.timezone == "Asia/Seoul"
+
+
+def test_the_duckdb_shell_of_the_environment_reads_the_warehouse(
+    history: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    shell = Path(sys.executable).parent / "duckdb"
+    completed = subprocess.run(
+        [
+            str(shell),
+            "-readonly",
+            "-csv",
+            str(history),
+            "-c",
+            "SELECT count(*) FROM net_asset_history",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["count_star()", str(2 * 9)]
