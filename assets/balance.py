@@ -1,5 +1,6 @@
 """Assets of the balance history: raw landing → tidy Parquet tables → DuckDB views."""
 
+import base64
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from pipelines.balance.fetch import (
 )
 from pipelines.balance.landing import RawLanding, SnapshotError
 from pipelines.kis.protocol import KisApiError
-from pipelines.reporting import day_summary
+from pipelines.reporting import day_summary, report
 from pipelines.settings import SettingsError
 
 # Single-run backfills are what rebuilding a range needs; Dagster still marks the @asset
@@ -305,4 +306,35 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
             "allocation": dg.MetadataValue.md(day_summary.markdown(summary)),
         },
         check_results=[drift],
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    deps=[warehouse_views],
+    group_name=GROUP,
+    kinds={"html"},
+    description=(
+        "The day's portfolio report, one self-contained HTML file per day (no network needed "
+        "to view it): allocation by asset class and category, net assets over time, P&L by "
+        "category, the account table. reports/portfolio-YYYY-MM-DD.html"
+    ),
+)
+def portfolio_report(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
+    settings = kis.settings()
+    days = _days(context)
+    with duckdb.connect(str(settings.data_root / warehouse.FILE_NAME), read_only=True) as con:
+        paths = [report.write(con, day, settings.data_root) for day in days]
+        chart = report.render_main_chart_png(con, days[-1])
+    image = base64.b64encode(chart).decode()
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(paths[-1])),
+            "reports": len(paths),
+            "allocation_chart": dg.MetadataValue.md(
+                f"Allocation by asset class on {days[-1]}:\n\n"
+                f"![allocation by asset class](data:image/png;base64,{image})"
+            ),
+        }
     )

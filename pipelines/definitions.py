@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from assets.balance import balance_tables, kis_balance_raw, warehouse_views
+from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
 from assets.resources import KisConfig
 from assets.schedules import daily_balance_job, daily_balance_schedule
 
 defs = dg.Definitions(
-    assets=[kis_balance_raw, balance_tables, warehouse_views],
+    assets=[kis_balance_raw, balance_tables, warehouse_views, portfolio_report],
     jobs=[daily_balance_job],
     schedules=[daily_balance_schedule],
     resources={"kis": KisConfig()},

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 import dagster as dg
 import duckdb
 
-from assets.balance import balance_tables, kis_balance_raw, warehouse_views
+from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
 from assets.resources import KisConfig
 from pipelines.balance import warehouse
 from pipelines.balance.fetch import today_in_seoul
@@ -58,7 +58,7 @@ def main() -> int:
     for day in demo_days(today):
         selection = None if day == today else [kis_balance_raw.key, *balance_tables.keys]
         result = dg.materialize(
-            [kis_balance_raw, balance_tables, warehouse_views],
+            [kis_balance_raw, balance_tables, warehouse_views, portfolio_report],
             partition_key=day.isoformat(),
             resources={"kis": kis},
             instance=instance,
@@ -87,6 +87,10 @@ def main() -> int:
     print(
         'Query it:   .venv/bin/python -c "import duckdb; duckdb.connect('
         f"'{warehouse_path}', read_only=True).sql('FROM net_asset_history').show()\""
+    )
+    print(
+        f"Report:     {settings.data_root / 'reports' / f'portfolio-{today}.html'}"
+        "  (open it in a browser; it needs no network)"
     )
     print("Dagster UI: make ui  (then open http://127.0.0.1:3000)")
     return 0

@@ -6,10 +6,10 @@ from datetime import date
 
 import dagster as dg
 
-from assets.balance import balance_tables, kis_balance_raw, warehouse_views
+from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
 from assets.resources import KisConfig
 
-ASSETS = [kis_balance_raw, balance_tables, warehouse_views]
+ASSETS = [kis_balance_raw, balance_tables, warehouse_views, portfolio_report]
 
 
 def materialize(

@@ -22,6 +22,7 @@ def test_asset_graph_snapshot() -> None:
         "asset_categories",
         "account_summary",
         "warehouse_views",
+        "portfolio_report",
     }
     deps = {
         key: sorted(d.asset_key.to_user_string() for d in spec.deps) for key, spec in specs.items()
@@ -31,6 +32,7 @@ def test_asset_graph_snapshot() -> None:
         "asset_categories": ["kis_balance_raw"],
         "account_summary": ["kis_balance_raw"],
         "warehouse_views": ["account_summary", "asset_categories"],
+        "portfolio_report": ["warehouse_views"],
     }
     kinds = {key: set(spec.kinds) for key, spec in specs.items()}
     assert kinds == {
@@ -38,6 +40,7 @@ def test_asset_graph_snapshot() -> None:
         "asset_categories": {"parquet"},
         "account_summary": {"parquet"},
         "warehouse_views": {"duckdb"},
+        "portfolio_report": {"html"},
     }
     for key, spec in specs.items():
         assert spec.group_name == "kis_balance", key

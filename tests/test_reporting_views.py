@@ -246,3 +246,19 @@ def test_the_duckdb_shell_of_the_environment_reads_the_warehouse(
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split() == ["count_star()", str(2 * 9)]
+
+
+def test_the_report_asset_writes_the_day_and_shows_its_chart(history: Path) -> None:
+    import base64
+    import re
+
+    today = today_in_seoul()
+    report = history.parent / "reports" / f"portfolio-{today}.html"
+    assert report.is_file() and "chart-asset-class" in report.read_text()
+    result = materialize(today)
+    [event] = result.asset_materializations_for_node("portfolio_report")
+    markdown = event.metadata["allocation_chart"].value
+    match = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
+    assert match is not None
+    assert base64.b64decode(match.group(1)).startswith(b"\x89PNG\r\n\x1a\n")
+    assert event.metadata["path"].value == str(report)
