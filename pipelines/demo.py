@@ -84,10 +84,7 @@ def main() -> int:
     print(f"  raw JSON  {settings.data_root / 'raw'}")
     print(f"  Parquet   {settings.data_root / 'parquet'}")
     print(f"  DuckDB    {warehouse_path}  (views: {', '.join(warehouse.view_names())})")
-    print(
-        'Query it:   .venv/bin/python -c "import duckdb; duckdb.connect('
-        f"'{warehouse_path}', read_only=True).sql('FROM net_asset_history').show()\""
-    )
+    print("Query it:   make sql   (a DuckDB shell on the warehouse, read-only)")
     print(
         f"Report:     {settings.data_root / 'reports' / f'portfolio-{today}.html'}"
         "  (open it in a browser; it needs no network)"
