@@ -155,7 +155,12 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
             allow_retries=False,
         )
     return dg.MaterializeResult(
-        metadata={**metadata, "landed_files": sum(len(landing.all_files(d)) for d in days)}
+        metadata={
+            **metadata,
+            # one raw answer per account and day is what the tables are built from
+            "dagster/row_count": sum(len(landing.latest_files(d)) for d in days),
+            "landed_files": sum(len(landing.all_files(d)) for d in days),
+        }
     )
 
 
@@ -278,6 +283,11 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
     with duckdb.connect(str(path), read_only=True) as con:
         summary = day_summary.summarize(con, day)
         days = con.sql("SELECT count(DISTINCT snapshot_date) FROM account_summary").fetchone()
+        rows = con.sql("SELECT count(*) FROM net_asset_history").fetchone()
+        columns = con.sql(
+            "SELECT column_name, data_type, comment FROM duckdb_columns() "
+            "WHERE table_name = 'net_asset_history' ORDER BY column_index"
+        ).fetchall()
     drift = dg.AssetCheckResult(
         check_name="allocation_within_targets",
         passed=not summary.out_of_band,
@@ -301,6 +311,13 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
             "path": dg.MetadataValue.path(str(path)),
             "views": warehouse.view_names() + (["allocation_drift"] if targets else []),
             "days_of_history": days[0] if days else 0,
+            # the headline view: one row per account and snapshot date
+            "dagster/row_count": rows[0] if rows else 0,
+            "dagster/column_schema": dg.TableSchema(
+                columns=[
+                    dg.TableColumn(name, kind, description=text) for name, kind, text in columns
+                ]
+            ),
             # whole won, exact (an int, not a float), so the UI can plot it run over run
             "net_assets_krw": int(summary.net_assets) if summary.net_assets is not None else None,
             "allocation": dg.MetadataValue.md(day_summary.markdown(summary)),
@@ -331,7 +348,7 @@ def portfolio_report(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Ma
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(paths[-1])),
-            "reports": len(paths),
+            "dagster/row_count": len(paths),
             "allocation_chart": dg.MetadataValue.md(
                 f"Allocation by asset class on {days[-1]}:\n\n"
                 f"![allocation by asset class](data:image/png;base64,{image})"

@@ -101,3 +101,21 @@ def test_every_asset_rebuilds_a_range_in_a_single_run() -> None:
     for key in ("kis_balance_raw", "asset_categories", "warehouse_views"):
         policy = defs.resolve_assets_def(key).backfill_policy
         assert policy is not None and policy.max_partitions_per_run is None, key
+
+
+def test_every_materialization_reports_row_counts(isolated_env: object) -> None:
+    from pipelines.balance.fetch import today_in_seoul
+    from tests.runs import materialize
+
+    result = materialize(today_in_seoul())
+    counts = {
+        event.asset_key.to_user_string(): event.materialization.metadata["dagster/row_count"].value
+        for event in result.get_asset_materialization_events()
+    }
+    assert counts == {
+        "kis_balance_raw": 2,
+        "asset_categories": 20 + 17,
+        "account_summary": 2,
+        "warehouse_views": 2,
+        "portfolio_report": 1,
+    }
