@@ -21,7 +21,7 @@ from pipelines.balance.fetch import (
     MissingRawError,
     describe_source,
     fetch_and_land,
-    plan_day,
+    plan_days,
     today_in_seoul,
 )
 from pipelines.balance.landing import RawLanding, SnapshotError
@@ -90,24 +90,7 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
             f"Simulator mode: balances come from the KIS simulator ({source['server']}), not "
             "from a real account. Set KIS_ENV=real with credentials to fetch real data."
         )
-    plans, missing = {}, []
-    for day in days:
-        try:
-            plans[day] = plan_day(
-                day,
-                today=today,
-                simulated=settings.is_simulated,
-                landed=bool(landing.latest_files(day)),
-            )
-        except MissingRawError as error:
-            missing.append((day, error))
-    if missing:  # before anything is fetched: a past day can never be fetched in real mode
-        if len(missing) == 1:
-            raise missing[0][1]
-        raise MissingRawError(
-            f"No raw balance was landed for {', '.join(str(d) for d, _ in missing)}: KIS "
-            "reports only the current balance, so those days cannot be built; leave them out."
-        )
+    plans = plan_days(days, today=today, simulated=settings.is_simulated, landing=landing)
     metadata: dict[str, Any] = {
         "actions": {str(day): plan.value for day, plan in plans.items()},
         **{f"source_{k}": v for k, v in source.items()},
@@ -117,27 +100,27 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
         context.log.info(f"{day}: {plan.value}")
         if plan is DayAction.REBUILD_FROM_RAW:
             continue
-        report = fetch_and_land(
+        fetched = fetch_and_land(
             settings,
             landing,
             day,
             sim_as_of=day if plan is DayAction.FETCH_SIMULATED_PAST else None,
         )
-        for path in report.landed:
+        for path in fetched.landed:
             context.log.info(f"landed {path}")
-        landed += [p.parent.name for p in report.landed]
-        events.update(report.events)
-        failures.update({f"{day} {account}": error for account, error in report.failures.items()})
+        landed += [p.parent.name for p in fetched.landed]
+        events.update(fetched.events)
+        failures.update({f"{day} {account}": error for account, error in fetched.failures.items()})
     metadata["client_events"] = dict(sorted(events.items()))
     metadata["landed_accounts"] = sorted(set(landed)) or sorted(
         {p.parent.name for day in days for p in landing.latest_files(day)}
     )
     if failures:
-        fetched = [str(d) for d, p in plans.items() if p is not DayAction.REBUILD_FROM_RAW]
+        fetch_days = [str(d) for d, p in plans.items() if p is not DayAction.REBUILD_FROM_RAW]
         raise dg.Failure(
             description=(
                 f"{len(failures)} of {len(settings.accounts)} accounts failed for "
-                f"{', '.join(fetched)}"
+                f"{', '.join(fetch_days)}"
                 f" (landed: {', '.join(sorted(set(landed))) or 'none'}):\n"
                 + "\n".join(str(error) for error in failures.values())
             ),

@@ -56,6 +56,30 @@ def plan_day(day: date, *, today: date, simulated: bool, landed: bool) -> DayAct
     )
 
 
+def plan_days(
+    days: list[date], *, today: date, simulated: bool, landing: RawLanding
+) -> dict[date, DayAction]:
+    """Each day's action, or, before anything is fetched, one error naming every day that
+    cannot be built."""
+    plans: dict[date, DayAction] = {}
+    missing: list[tuple[date, MissingRawError]] = []
+    for day in days:
+        try:
+            plans[day] = plan_day(
+                day, today=today, simulated=simulated, landed=bool(landing.latest_files(day))
+            )
+        except MissingRawError as error:
+            missing.append((day, error))
+    if len(missing) == 1:
+        raise missing[0][1]
+    if missing:
+        raise MissingRawError(
+            f"No raw balance was landed for {', '.join(str(d) for d, _ in missing)}: KIS "
+            "reports only the current balance, so those days cannot be built; leave them out."
+        )
+    return plans
+
+
 def open_client(
     settings: Settings,
     credentials: Credentials | None = None,
