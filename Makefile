@@ -40,7 +40,10 @@ sql: setup ## a DuckDB shell (same version as the pipeline's) on the warehouse, 
 	$(BIN)/duckdb -readonly "$${KIS_DATA_ROOT:-data}/warehouse.duckdb"
 
 browser: ## Debian's chromium, for the report test (root; CI does this)
-	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@command -v chromium >/dev/null || for attempt in 1 2 3; do \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+		&& break; echo "apt-get failed (attempt $$attempt), retrying" >&2; sleep 10; done
+	@command -v chromium >/dev/null
 
 simulator: setup ## a standalone KIS simulator on http://127.0.0.1:8765
 	$(BIN)/kis-simulator --port 8765
