@@ -1,0 +1,187 @@
+"""Reporting queries over years of history × many accounts, against one compacted Parquet file.
+
+Setup (not measured): 100 accounts (product codes 01 and 21 alternating) flattened by
+pipelines.balance.flatten from simulated Snapshots of ONE day; that day's two tables are
+re-used for every one of BENCH_QUERY_DAYS consecutive calendar days (default 1826, 5 years)
+with fetched_at changed to that day, and written with ParquetTables.write (one file per table
+per day, as the pipeline writes them); then warehouse.build. Values therefore repeat from day
+to day, which compresses better than real history would; row counts and file counts are real.
+
+Measured, on the warehouse (a file holding views over the Hive-partitioned Parquet files):
+  * cold: a new read-only connection, its first query, fetchall() (median over new connections;
+    the OS page cache is warm, so "cold" means a cold DuckDB, not a cold disk);
+  * warm: the median of 5 repeats on that same connection.
+Baseline, side by side: the same rows copied with
+  COPY (SELECT * FROM read_parquet(glob, hive_partitioning = true) ORDER BY snapshot_date,
+  account_id) TO 'one.parquet'
+per table, and an in-memory DuckDB connection with the same macro, category_labels table and
+view SQL as warehouse.build, except that the two base views read the one compacted file
+instead of the glob; the same query text is then run on both.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from bench.common import env_int, median, seconds, verdict
+from bench.flatten_speed import snapshots_for
+from pipelines.balance import flatten, schema, warehouse
+from pipelines.balance.tables import ParquetTables
+from pipelines.balance.views import DERIVED_VIEWS
+from pipelines.kis.protocol import Account
+
+TARGET_WARM = 0.100
+TARGET_RATIO = 5.0
+FIRST_DAY = date(2021, 1, 1)
+ACCOUNT = "70000000-01"
+
+
+def write_history(data_root: Path, day_count: int, account_count: int) -> int:
+    account_list = [Account(f"7{n:07d}", "21" if n % 2 else "01") for n in range(account_count)]
+    template = snapshots_for(account_list, FIRST_DAY)
+    tables = {
+        "asset_categories": flatten.asset_categories(template),
+        "account_summary": flatten.account_summary(template),
+    }
+    store = ParquetTables(data_root)
+    files = 0
+    for n in range(day_count):
+        day = FIRST_DAY + timedelta(days=n)
+        fetched = datetime(day.year, day.month, day.day, 7, 30, tzinfo=UTC)
+        for name, table in tables.items():
+            index = table.schema.get_field_index("fetched_at")
+            column = pa.array([fetched] * table.num_rows, type=schema.FETCHED_AT)
+            store.write(name, day, table.set_column(index, table.schema.field(index), column))
+            files += 1
+    return files
+
+
+def compacted(data_root: Path, target: Path) -> dict[str, Path]:
+    tables = ParquetTables(data_root.resolve())
+    paths = {}
+    with duckdb.connect() as con:
+        for name in warehouse.TABLE_COMMENTS:
+            path = target / f"{name}.parquet"
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet('{tables.glob(name)}', hive_partitioning = "
+                f"true, hive_types = {{'snapshot_date': DATE}}) ORDER BY snapshot_date, "
+                f"account_id) TO '{path}' (FORMAT parquet, COMPRESSION zstd)"
+            )
+            paths[name] = path
+    return paths
+
+
+def baseline_connection(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
+    """In memory: warehouse.build's SQL with each base view reading one compacted file."""
+    con = duckdb.connect()
+    con.execute(warehouse.PERCENT_MACRO)
+    con.execute(warehouse._category_labels_sql())
+    for name, path in files.items():
+        columns = ", ".join([schema.PARTITION_COLUMN, *schema.TABLES[name].names])
+        base = f"SELECT {columns} FROM read_parquet('{path}')"
+        if name == "asset_categories":
+            base = (
+                f"SELECT t.*, l.asset_class FROM ({base}) t "
+                "LEFT JOIN category_labels l USING (layout, category_seq)"
+            )
+        con.execute(f"CREATE VIEW {name} AS {base}")
+    for name, (_, sql) in DERIVED_VIEWS.items():
+        con.execute(f"CREATE VIEW {name} AS {sql}")
+    return con
+
+
+def queries(one_day: date) -> dict[str, tuple[str, list[object]]]:
+    return {
+        "`SELECT * FROM net_asset_history` (fetch all)": ("SELECT * FROM net_asset_history", []),
+        "`allocation_history`: asset-class weights per day, one account": (
+            "SELECT snapshot_date, asset_class, any_value(asset_class_weight_pct) AS weight_pct "
+            "FROM allocation_history WHERE account_id = ? GROUP BY ALL "
+            "ORDER BY snapshot_date, weight_pct DESC",
+            [ACCOUNT],
+        ),
+        "`FROM asset_categories WHERE snapshot_date = ?` (one day)": (
+            "FROM asset_categories WHERE snapshot_date = ?",
+            [one_day],
+        ),
+    }
+
+
+def timed(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> tuple[float, int]:
+    started = time.perf_counter()
+    rows = con.execute(sql, params).fetchall()
+    return time.perf_counter() - started, len(rows)
+
+
+def cold_and_warm(
+    connect: Callable[[], duckdb.DuckDBPyConnection],
+    sql: str,
+    params: list[object],
+    colds: int,
+    warms: int,
+) -> tuple[float, float, int]:
+    cold_times, warm_times, count = [], [], 0
+    for attempt in range(colds):
+        con = connect()
+        try:
+            elapsed, count = timed(con, sql, params)
+            cold_times.append(elapsed)
+            if attempt == 0:
+                warm_times = [timed(con, sql, params)[0] for _ in range(warms)]
+        finally:
+            con.close()
+    return median(cold_times), median(warm_times), count
+
+
+def rows() -> list[list[str]]:
+    day_count = env_int("BENCH_QUERY_DAYS", 1826, 365)
+    account_count = env_int("BENCH_QUERY_ACCOUNTS", 100, 100)
+    colds, warms = env_int("BENCH_QUERY_COLD_RUNS", 3, 3), 5
+    table_rows: list[list[str]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-queries-") as tmp:
+        data_root = Path(tmp) / "data"
+        started = time.perf_counter()
+        files = write_history(data_root, day_count, account_count)
+        db = warehouse.build(data_root)
+        one = compacted(data_root, Path(tmp))
+        setup = time.perf_counter() - started
+        one_day = FIRST_DAY + timedelta(days=day_count // 2)
+        for label, (sql, params) in queries(one_day).items():
+            ours = cold_and_warm(
+                lambda: duckdb.connect(str(db), read_only=True), sql, params, colds, warms
+            )
+            base = cold_and_warm(lambda: baseline_connection(one), sql, params, colds, warms)
+            assert ours[2] == base[2], (label, ours[2], base[2])
+            for kind, mine, theirs in (("warm", ours[1], base[1]), ("cold", ours[0], base[0])):
+                ratio = mine / theirs
+                ok = ratio <= TARGET_RATIO and (kind == "cold" or mine < TARGET_WARM)
+                target = f"≤ {TARGET_RATIO:.0f}× one file"
+                if kind == "warm":
+                    target = f"< 100 ms and {target}"
+                runs = (
+                    f"median of {warms} on one connection"
+                    if kind == "warm"
+                    else (f"first query of a new connection, median of {colds}")
+                )
+                table_rows.append(
+                    [
+                        f"{label}, {kind}",
+                        seconds(mine),
+                        f"{seconds(theirs)} (one compacted Parquet file)",
+                        f"{ratio:.1f}×",
+                        f"{target}: {verdict(ok)}",
+                        f"{runs}; {ours[2]:,} rows returned",
+                    ]
+                )
+    size = (
+        f"{day_count} days × {account_count} accounts, {files:,} Parquet files; "
+        f"setup (not measured) {setup:.0f} s"
+    )
+    table_rows[0][-1] += f"; {size}"
+    return table_rows
