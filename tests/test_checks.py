@@ -189,3 +189,47 @@ def test_a_changed_schema_on_disk_is_reported(tmp_path: Path, table: str) -> Non
     outcomes = checks.run([snap], tables_for(snap), existing={table: odd})
     failed = [o for o in outcomes if not o.passed]
     assert [(o.check.table, o.check.name) for o in failed] == [(table, "schema_unchanged")]
+
+
+AMOUNT_TEXTS = st.one_of(
+    st.integers(-(10**19), 10**19).map(str),
+    st.decimals(min_value=-(10**12), max_value=10**12, places=8, allow_nan=False).map(str),
+    st.sampled_from(
+        [
+            "",
+            " 12 ",
+            "+7",
+            "1e5",
+            "12a",
+            "１２",
+            "0.123456789",
+            "1.100000000",
+            "9876543210987654321." + "0" * 20,
+            "-0",
+            "00042",
+            None,
+            12,
+        ]
+    ),
+)
+
+
+@PROPERTY
+@given(st.lists(AMOUNT_TEXTS, min_size=1, max_size=6), st.sampled_from(OUTPUT1_FIELDS))
+def test_the_vectorized_path_agrees_with_the_value_by_value_path(
+    values: list[Any], field_name: str
+) -> None:
+    from pipelines.kis.simulated_portfolio import balance_body
+
+    account = Account("12345678", "01")
+    body = balance_body(account, TODAY)
+    for row, value in zip(body["output1"], values, strict=False):
+        row[field_name] = value
+    snap = snapshot(account, TODAY, body)
+    outcomes = []
+    for build in (flatten.asset_categories, flatten._asset_categories_one_by_one):
+        try:
+            outcomes.append(build([snap]).to_pylist())
+        except flatten.SnapshotError as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[1]

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.balance import layouts, schema
 from pipelines.balance.landing import Snapshot, SnapshotError
@@ -42,25 +43,82 @@ def parse_amount(value: Any, *, where: str) -> Decimal | None:
     return Decimal(f"{sign}{integer}.{fraction}" if fraction else f"{sign}{integer}")
 
 
-def _field(row: dict[str, Any], name: str, *, where: str) -> Any:
+def _field(row: Any, name: str, *, where: str) -> Any:
+    if not isinstance(row, dict):
+        raise SnapshotError(f"{where}: expected an object, got {row!r}")
     if name not in row:
         raise SnapshotError(f"{where}: field {name!r} is missing")
     return row[name]
 
 
+_MISSING = object()
+_AMOUNT_TEXT = r"^([+-]?[0-9]+(\.[0-9]+)?)?$"  # digits with an optional fraction, or blank
+
+
+def _amount_column(values: list[Any]) -> pa.Array:
+    """Amount strings → DECIMAL in one vectorized cast; ValueError if any value needs the
+    value-by-value path (which then either parses it or names what is wrong)."""
+    try:
+        text = pa.array(values, type=pa.string())
+    except (pa.ArrowException, TypeError) as error:
+        raise ValueError("not all strings") from error
+    trimmed = pc.utf8_trim_whitespace(text)
+    if text.null_count or not pc.all(pc.match_substring_regex(trimmed, _AMOUNT_TEXT)).as_py():
+        raise ValueError("not all plain decimal numbers")
+    blank = pc.equal(trimmed, "")
+    try:
+        return pc.cast(pc.if_else(blank, pa.scalar(None, pa.string()), trimmed), schema.AMOUNT)
+    except pa.ArrowException as error:
+        raise ValueError("does not fit the decimal type as written") from error
+
+
 def asset_categories(snapshots: Iterable[Snapshot]) -> pa.Table:
+    """output1 of every snapshot as labelled rows: vectorized, exact, or a precise refusal."""
+    snapshots = list(snapshots)
+    labels: dict[str, list[Any]] = {name: [] for name in schema.ASSET_CATEGORIES.names}
+    for snap in snapshots:
+        layout = _layout(snap)
+        n = layout.row_count
+        account_id = snap.account.id
+        labels["account_id"] += [account_id] * n
+        labels["product_code"] += [snap.account.product_code] * n
+        labels["layout"] += [layout.name] * n
+        labels["category_seq"] += range(1, n + 1)
+        labels["category_code"] += [c.code for c in layout.categories]
+        labels["category_ko"] += [c.ko for c in layout.categories]
+        labels["category_en"] += [c.en for c in layout.categories]
+        labels["is_total"] += [c.is_total for c in layout.categories]
+        labels["fetched_at"] += [snap.fetched_at] * n
+        for name in OUTPUT1_FIELDS:
+            labels[name] += [
+                row.get(name, _MISSING) if isinstance(row, dict) else _MISSING
+                for row in snap.output1
+            ]
+    try:
+        amounts = {name: _amount_column(labels.pop(name)) for name in OUTPUT1_FIELDS}
+    except ValueError:
+        return _asset_categories_one_by_one(snapshots)
+    return pa.table({**labels, **amounts}, schema=schema.ASSET_CATEGORIES)
+
+
+def _layout(snap: Snapshot) -> layouts.Layout:
+    try:
+        return layouts.resolve(
+            snap.account.product_code,
+            len(snap.output1),
+            account_id=snap.account.id,
+            snapshot_date=snap.snapshot_date,
+        )
+    except layouts.UnknownLayoutError as error:
+        raise SnapshotError(f"{error} (raw file: {snap.path})") from None
+
+
+def _asset_categories_one_by_one(snapshots: Iterable[Snapshot]) -> pa.Table:
+    """The exact reference path: parses value by value and names any bad value precisely."""
     columns: dict[str, list[Any]] = {name: [] for name in schema.ASSET_CATEGORIES.names}
     for snap in snapshots:
         account_id = snap.account.id
-        try:
-            layout = layouts.resolve(
-                snap.account.product_code,
-                len(snap.output1),
-                account_id=account_id,
-                snapshot_date=snap.snapshot_date,
-            )
-        except layouts.UnknownLayoutError as error:
-            raise SnapshotError(f"{error} (raw file: {snap.path})") from None
+        layout = _layout(snap)
         for seq, (category, row) in enumerate(
             zip(layout.categories, snap.output1, strict=True), start=1
         ):
@@ -81,6 +139,28 @@ def asset_categories(snapshots: Iterable[Snapshot]) -> pa.Table:
 
 
 def account_summary(snapshots: Sequence[Snapshot]) -> pa.Table:
+    """output2 of every snapshot as one row each: vectorized, exact, or a precise refusal."""
+    columns: dict[str, list[Any]] = {
+        "account_id": [s.account.id for s in snapshots],
+        "product_code": [s.account.product_code for s in snapshots],
+        "fetched_at": [s.fetched_at for s in snapshots],
+    }
+    try:
+        amounts = {
+            name: _amount_column(
+                [
+                    s.output2.get(name, _MISSING) if isinstance(s.output2, dict) else _MISSING
+                    for s in snapshots
+                ]
+            )
+            for name in OUTPUT2_FIELDS
+        }
+    except ValueError:
+        return _account_summary_one_by_one(snapshots)
+    return pa.table({**columns, **amounts}, schema=schema.ACCOUNT_SUMMARY)
+
+
+def _account_summary_one_by_one(snapshots: Sequence[Snapshot]) -> pa.Table:
     columns: dict[str, list[Any]] = {name: [] for name in schema.ACCOUNT_SUMMARY.names}
     for snap in snapshots:
         where = f"account {snap.account.id}, output2"
