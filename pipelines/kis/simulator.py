@@ -220,11 +220,8 @@ class Simulator:
         fault = self.faults.take(account.id, {"row_count"})
         if fault:
             self.requests["fault_row_count"] += 1
-            ima = next(
-                i
-                for i, c in enumerate(layouts.for_product(account.product_code).categories)
-                if c.code == "ima"
-            )
+            ima = layouts.for_product(account.product_code).position("ima")
+            assert ima is not None, "every current layout has an IMA row"
             del body["output1"][ima]
         return self._page(headers, account, body)
 
