@@ -227,6 +227,10 @@ def balance_tables(
                 "days": len(result.days),
                 "accounts": sorted(result.accounts),
                 "path": dg.MetadataValue.path(str(result.written[name][-1])),
+                # closed months (re)written as one file each by this run
+                "compacted_months": sorted(
+                    p.stem for p in result.compacted if p.parent.name == name
+                ),
             },
             check_results=check_results[name],
         )

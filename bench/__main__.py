@@ -89,9 +89,10 @@ SECTIONS: list[tuple[str, str, str, Callable[[], list[list[str]]]]] = [
     (
         "queries",
         "Reporting queries over years × many accounts",
-        "The warehouse's views over one Parquet file per table per day, against the same SQL "
-        "over one compacted Parquet file per table. Synthetic history: one day's 100-account "
-        "tables re-used for every day with fetched_at changed. See bench/report_queries.py.",
+        "The warehouse's views (over the compacted months of the daily Parquet files), against "
+        "the same SQL over one Parquet file per table holding every row. Synthetic history: "
+        "one day's 100-account tables re-used for every day with fetched_at changed. See "
+        "bench/report_queries.py.",
         report_queries.rows,
     ),
 ]

@@ -4,19 +4,21 @@ Setup (not measured): 100 accounts (product codes 01 and 21 alternating) flatten
 pipelines.balance.flatten from simulated Snapshots of ONE day; that day's two tables are
 re-used for every one of BENCH_QUERY_DAYS consecutive calendar days (default 1826, 5 years)
 with fetched_at changed to that day, and written with ParquetTables.write (one file per table
-per day, as the pipeline writes them); then warehouse.build. Values therefore repeat from day
-to day, which compresses better than real history would; row counts and file counts are real.
+per day, as the pipeline writes them); then CompactedMonths.refresh (every month is closed) and
+warehouse.build, as a run does. Values therefore repeat from day to day, which compresses
+better than real history would; row counts and file counts are real.
 
-Measured, on the warehouse (a file holding views over the Hive-partitioned Parquet files):
-  * cold: a new read-only connection, its first query, fetchall() (median over new connections;
-    the OS page cache is warm, so "cold" means a cold DuckDB, not a cold disk);
+Measured, on the warehouse (a file holding views over the compacted months):
+  * cold: a new read-only connection, its first query (median over new connections; the OS
+    page cache is warm, so "cold" means a cold DuckDB, not a cold disk);
   * warm: the median of 5 repeats on that same connection.
-Baseline, side by side: the same rows copied with
-  COPY (SELECT * FROM read_parquet(glob, hive_partitioning = true) ORDER BY snapshot_date,
-  account_id) TO 'one.parquet'
-per table, and an in-memory DuckDB connection with the same macro, category_labels table and
-view SQL as warehouse.build, except that the two base views read the one compacted file
-instead of the glob; the same query text is then run on both.
+Each query's whole result is fetched as an Arrow table (exact decimal128, as a DuckDB or Arrow
+client receives it); fetchall() into Python Decimal objects is reported apart for the largest
+result, since it is Python object creation rather than query work.
+Baseline, side by side: every row of each table in one Parquet file, written as a compacted
+month is (pyarrow, same sort and compression), and an in-memory DuckDB connection with the same
+macro, category_labels table and view SQL as warehouse.build, except that the two base views
+read that one file; the same query text is then run on both.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bench.common import env_int, median, seconds, verdict
 from bench.flatten_speed import snapshots_for
-from pipelines.balance import flatten, schema, warehouse
+from pipelines.balance import compaction, flatten, schema, warehouse
+from pipelines.balance.compaction import CompactedMonths
 from pipelines.balance.tables import ParquetTables
 from pipelines.balance.views import DERIVED_VIEWS
 from pipelines.kis.protocol import Account
@@ -41,6 +45,7 @@ TARGET_WARM = 0.100
 TARGET_RATIO = 5.0
 FIRST_DAY = date(2021, 1, 1)
 ACCOUNT = "70000000-01"
+NET_ASSETS = "`SELECT * FROM net_asset_history` (fetch all)"
 
 
 def write_history(data_root: Path, day_count: int, account_count: int) -> int:
@@ -63,18 +68,20 @@ def write_history(data_root: Path, day_count: int, account_count: int) -> int:
     return files
 
 
-def compacted(data_root: Path, target: Path) -> dict[str, Path]:
+def one_file(data_root: Path, target: Path) -> dict[str, Path]:
     tables = ParquetTables(data_root.resolve())
     paths = {}
     with duckdb.connect() as con:
         for name in warehouse.TABLE_COMMENTS:
-            path = target / f"{name}.parquet"
-            con.execute(
-                f"COPY (SELECT * FROM read_parquet('{tables.glob(name)}', hive_partitioning = "
-                f"true, hive_types = {{'snapshot_date': DATE}}) ORDER BY snapshot_date, "
-                f"account_id) TO '{path}' (FORMAT parquet, COMPRESSION zstd)"
+            columns = ", ".join([schema.PARTITION_COLUMN, *schema.TABLES[name].names])
+            rows = con.execute(
+                f"SELECT {columns} FROM read_parquet('{tables.glob(name)}', hive_partitioning = "
+                f"true, hive_types = {{'{schema.PARTITION_COLUMN}': DATE}})"
+            ).to_arrow_table()
+            paths[name] = target / f"{name}.parquet"
+            pq.write_table(
+                rows.sort_by(compaction.SORT_KEYS), paths[name], compression=compaction.COMPRESSION
             )
-            paths[name] = path
     return paths
 
 
@@ -99,7 +106,7 @@ def baseline_connection(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
 
 def queries(one_day: date) -> dict[str, tuple[str, list[object]]]:
     return {
-        "`SELECT * FROM net_asset_history` (fetch all)": ("SELECT * FROM net_asset_history", []),
+        NET_ASSETS: ("SELECT * FROM net_asset_history", []),
         "`allocation_history`: asset-class weights per day, one account": (
             "SELECT snapshot_date, asset_class, any_value(asset_class_weight_pct) AS weight_pct "
             "FROM allocation_history WHERE account_id = ? GROUP BY ALL "
@@ -115,8 +122,19 @@ def queries(one_day: date) -> dict[str, tuple[str, list[object]]]:
 
 def timed(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> tuple[float, int]:
     started = time.perf_counter()
-    rows = con.execute(sql, params).fetchall()
-    return time.perf_counter() - started, len(rows)
+    result = con.execute(sql, params).to_arrow_table()
+    return time.perf_counter() - started, result.num_rows
+
+
+def fetchall_seconds(db: Path, sql: str) -> float:
+    with duckdb.connect(str(db), read_only=True) as con:
+        con.execute(sql).fetchall()
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            con.execute(sql).fetchall()
+            times.append(time.perf_counter() - started)
+    return median(times)
 
 
 def cold_and_warm(
@@ -148,8 +166,12 @@ def rows() -> list[list[str]]:
         data_root = Path(tmp) / "data"
         started = time.perf_counter()
         files = write_history(data_root, day_count, account_count)
+        compacting = time.perf_counter()
+        every_month_closed = FIRST_DAY + timedelta(days=day_count + 31)
+        months = len(CompactedMonths(data_root).refresh(every_month_closed))
+        compacting = time.perf_counter() - compacting
         db = warehouse.build(data_root)
-        one = compacted(data_root, Path(tmp))
+        one = one_file(data_root, Path(tmp))
         setup = time.perf_counter() - started
         one_day = FIRST_DAY + timedelta(days=day_count // 2)
         for label, (sql, params) in queries(one_day).items():
@@ -179,9 +201,12 @@ def rows() -> list[list[str]]:
                         f"{runs}; {ours[2]:,} rows returned",
                     ]
                 )
+        python_objects = fetchall_seconds(db, queries(one_day)[NET_ASSETS][0])
     size = (
-        f"{day_count} days × {account_count} accounts, {files:,} Parquet files; "
-        f"setup (not measured) {setup:.0f} s"
+        f"{day_count} days × {account_count} accounts: {files:,} daily Parquet files, read as "
+        f"{months} compacted month files (compacting them took {compacting:.1f} s); setup (not "
+        f"measured) {setup:.0f} s; the same result through fetchall() into Python Decimals: "
+        f"{seconds(python_objects)}"
     )
     table_rows[0][-1] += f"; {size}"
     return table_rows

@@ -99,6 +99,19 @@ def test_a_30_day_range_rebuilds_from_raw_in_one_run_byte_for_byte(
         )
     raw_meta = result.asset_materializations_for_node("kis_balance_raw")
     assert len(raw_meta) == 30  # one run, every partition of the range materialized
+    # the rewritten days of closed months were compacted again, and the views read those files
+    closed = sorted({f"{d:%Y-%m}" for d in days if d.replace(day=1) < today.replace(day=1)})
+    compacted = {
+        tuple(m.metadata["compacted_months"].value)
+        for m in result.asset_materializations_for_node("balance_tables")
+        if m.asset_key == dg.AssetKey("asset_categories")
+    }
+    assert compacted == {tuple(closed)}
+    with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
+        [(sql,)] = con.sql(
+            "SELECT sql FROM duckdb_views() WHERE view_name = 'asset_categories'"
+        ).fetchall()
+    assert all(f"compacted/asset_categories/{month}.parquet" in sql for month in closed)
 
 
 def test_a_range_with_days_without_raw_fails_naming_them(

@@ -30,6 +30,12 @@ class ParquetTables:
     def glob(self, table: str) -> str:
         return str(self.root / table / f"{schema.PARTITION_COLUMN}=*" / FILE_NAME)
 
+    def month_glob(self, table: str, month: date) -> str:
+        """Every day of one month: `month` is any day in it."""
+        return str(
+            self.root / table / f"{schema.PARTITION_COLUMN}={month:%Y-%m}-[0-3][0-9]" / FILE_NAME
+        )
+
     def write(self, table: str, snapshot_date: date, data: pa.Table) -> Path:
         expected = schema.TABLES[table]
         if not data.schema.equals(expected):

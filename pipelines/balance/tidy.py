@@ -2,7 +2,8 @@
 
 Each day is locked from reading its raw files to writing its two tables, so concurrent runs
 of the same day cannot leave tables built from different fetches. If a blocking check fails
-on any day, nothing is written and every earlier file stays as it was.
+on any day, nothing is written and every earlier file stays as it was. Closed months that
+changed are then compacted (compaction.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipelines.balance import checks, flatten, layouts
-from pipelines.balance.fetch import MissingRawError
+from pipelines.balance.compaction import CompactedMonths
+from pipelines.balance.fetch import MissingRawError, today_in_seoul
 from pipelines.balance.files import locked
 from pipelines.balance.landing import RawLanding, Snapshot, read_snapshot
 from pipelines.balance.tables import ParquetTables
@@ -27,6 +29,7 @@ class TidyResult:
     tables: dict[str, list[pa.Table]] = field(default_factory=dict)
     outcomes: list[checks.Outcome] = field(default_factory=list)
     written: dict[str, list[Path]] = field(default_factory=dict)
+    compacted: list[Path] = field(default_factory=list)
     accounts: set[str] = field(default_factory=set)
 
     @property
@@ -83,4 +86,6 @@ def build_days(data_root: Path, days: list[date]) -> TidyResult:
         for day, tables in day_tables.items():
             for name, table in tables.items():
                 result.written.setdefault(name, []).append(store.write(name, day, table))
+    # after the day locks: a closed month that changed (or just closed) becomes one file again
+    result.compacted = CompactedMonths(data_root).refresh(today_in_seoul())
     return result

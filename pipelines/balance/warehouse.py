@@ -1,7 +1,8 @@
 """The DuckDB warehouse: views over the Parquet tables, rebuilt whole and swapped in atomically.
 
-The file holds only views (absolute paths to the Parquet files), so it opens read-only from any
-working directory and rebuilding it never touches data.
+The file holds only views (absolute paths to the Parquet files: compacted months, daily files
+for the rest), so it opens read-only from any working directory and rebuilding it never
+touches data.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.balance import layouts, schema
+from pipelines.balance.compaction import CompactedMonths, TableFiles
 from pipelines.balance.files import atomic_path, locked
 from pipelines.balance.tables import ParquetTables
 from pipelines.balance.targets import Target
@@ -59,29 +61,42 @@ def _category_labels_sql() -> str:
     )
 
 
-def _table_view_sql(name: str, tables: ParquetTables) -> str:
+def _table_view_sql(name: str, files: TableFiles, tables: ParquetTables) -> str:
     table_schema = schema.TABLES[name]
     columns = ", ".join([schema.PARTITION_COLUMN, *table_schema.names])
     if name == "asset_categories":  # the roll-up is looked up, so it can change without a rewrite
         return (
-            f"SELECT t.*, l.asset_class FROM ({_parquet_sql(name, tables, columns)}) t "
+            f"SELECT t.*, l.asset_class FROM ({_parquet_sql(name, files, tables, columns)}) t "
             "LEFT JOIN category_labels l USING (layout, category_seq)"
         )
-    return _parquet_sql(name, tables, columns)
+    return _parquet_sql(name, files, tables, columns)
 
 
-def _parquet_sql(name: str, tables: ParquetTables, columns: str) -> str:
-    table_schema = schema.TABLES[name]
-    if not tables.days(name):  # no day written yet: an empty view of the right shape
+def _list(items: list[str]) -> str:
+    return "[" + ", ".join(_quote(item) for item in items) + "]"
+
+
+def _parquet_sql(name: str, files: TableFiles, tables: ParquetTables, columns: str) -> str:
+    """Compacted months from their one file each, the other months from their daily files."""
+    parts = []
+    if files.compacted:
+        parts.append(
+            f"SELECT {columns} FROM read_parquet({_list([str(p) for p in files.compacted])}, "
+            "hive_partitioning = false)"
+        )
+    if files.daily_months:
+        globs = [tables.month_glob(name, month) for month in files.daily_months]
+        parts.append(
+            f"SELECT {columns} FROM read_parquet({_list(globs)}, hive_partitioning = true, "
+            f"hive_types = {{'{schema.PARTITION_COLUMN}': DATE}})"
+        )
+    if not parts:  # no day written yet: an empty view of the right shape
         typed = ", ".join(
             [f"NULL::DATE AS {schema.PARTITION_COLUMN}"]
-            + [f"NULL::{duckdb_type(f.type)} AS {f.name}" for f in table_schema]
+            + [f"NULL::{duckdb_type(f.type)} AS {f.name}" for f in schema.TABLES[name]]
         )
         return f"SELECT {typed} WHERE false"
-    return (
-        f"SELECT {columns} FROM read_parquet({_quote(tables.glob(name))}, "
-        f"hive_partitioning = true, hive_types = {{'{schema.PARTITION_COLUMN}': DATE}})"
-    )
+    return " UNION ALL ".join(parts)
 
 
 def build(data_root: Path, targets: list[Target] | None = None) -> Path:
@@ -90,6 +105,7 @@ def build(data_root: Path, targets: list[Target] | None = None) -> Path:
     One builder at a time (a lock file); readers keep the file they opened.
     """
     tables = ParquetTables(data_root.resolve())
+    compacted = CompactedMonths(data_root.resolve())
     final = data_root / FILE_NAME
     with locked(data_root / ".locks" / "warehouse.lock"), atomic_path(final) as tmp:
         tmp.unlink()  # duckdb creates its own file
@@ -97,7 +113,9 @@ def build(data_root: Path, targets: list[Target] | None = None) -> Path:
             con.execute(PERCENT_MACRO)
             con.execute(_category_labels_sql())
             for name, comment in TABLE_COMMENTS.items():
-                con.execute(f"CREATE VIEW {name} AS {_table_view_sql(name, tables)}")
+                con.execute(
+                    f"CREATE VIEW {name} AS {_table_view_sql(name, compacted.files(name), tables)}"
+                )
                 con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
             for name, (comment, sql) in DERIVED_VIEWS.items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")

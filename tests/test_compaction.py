@@ -1,0 +1,145 @@
+"""Compacted months: the views read one file per closed month and answer exactly as the daily
+files do, and a changed day is never hidden behind a stale compacted file."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.balance import flatten, warehouse
+from pipelines.balance.compaction import SOURCES_KEY, CompactedMonths
+from pipelines.balance.landing import Snapshot
+from pipelines.balance.tables import ParquetTables
+from pipelines.kis.protocol import Account
+from pipelines.kis.simulated_portfolio import balance_body
+
+ACCOUNTS = (Account.parse("12345678-01"), Account.parse("12345678-21"))
+# April 28 to June 3, 2024: April and May are closed on TODAY, June is open.
+DAYS = [date(2024, 4, 28) + timedelta(days=n) for n in range(37)]
+TODAY = date(2024, 6, 4)
+APRIL, MAY, JUNE = date(2024, 4, 1), date(2024, 5, 1), date(2024, 6, 1)
+QUERIES = [
+    *(f"SELECT * FROM {view} ORDER BY ALL" for view in warehouse.view_names()),
+    "SELECT * FROM asset_categories WHERE snapshot_date = DATE '2024-05-31' ORDER BY ALL",
+]
+
+
+def write_day(data_root: Path, day: date, accounts: tuple[Account, ...] = ACCOUNTS) -> None:
+    at = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
+    snapshots = []
+    for account in accounts:
+        body = balance_body(account, day)
+        snapshots.append(
+            Snapshot(account, day, at, body["output1"], body["output2"], Path("/landed"))
+        )
+    tables = ParquetTables(data_root)
+    tables.write("asset_categories", day, flatten.asset_categories(snapshots))
+    tables.write("account_summary", day, flatten.account_summary(snapshots))
+
+
+def answers(data_root: Path) -> list[list[tuple[object, ...]]]:
+    with duckdb.connect(str(warehouse.build(data_root)), read_only=True) as con:
+        return [con.execute(sql).fetchall() for sql in QUERIES]
+
+
+def base_view_sql(data_root: Path, view: str) -> str:
+    with duckdb.connect(str(data_root / warehouse.FILE_NAME), read_only=True) as con:
+        [(sql,)] = con.execute(
+            "SELECT sql FROM duckdb_views() WHERE view_name = ?", [view]
+        ).fetchall()
+    return str(sql)
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    for day in DAYS:
+        write_day(tmp_path, day)
+    return tmp_path
+
+
+def test_closed_months_are_compacted_and_the_views_answer_the_same(history: Path) -> None:
+    daily_only = answers(history)
+    written = CompactedMonths(history).refresh(TODAY)
+    compacted = CompactedMonths(history)
+    assert sorted(p.relative_to(history).as_posix() for p in written) == [
+        "compacted/account_summary/2024-04.parquet",
+        "compacted/account_summary/2024-05.parquet",
+        "compacted/asset_categories/2024-04.parquet",
+        "compacted/asset_categories/2024-05.parquet",
+    ]
+    files = compacted.files("asset_categories")
+    assert files.compacted == [compacted.path("asset_categories", m) for m in (APRIL, MAY)]
+    assert files.daily_months == [JUNE]
+    assert answers(history) == daily_only
+    sql = base_view_sql(history, "asset_categories")
+    assert "2024-05.parquet" in sql and "snapshot_date=2024-06-" in sql
+    assert "snapshot_date=2024-05-" not in sql
+    assert CompactedMonths(history).refresh(TODAY) == []  # nothing changed: nothing rewritten
+
+
+def test_a_compacted_month_holds_every_row_of_its_days_sorted(history: Path) -> None:
+    compacted = CompactedMonths(history)
+    compacted.refresh(TODAY)
+    table = pq.read_table(compacted.path("asset_categories", MAY))
+    days = table.column("snapshot_date").to_pylist()
+    assert days == sorted(days) and set(days) == {d for d in DAYS if d.month == 5}
+    assert table.num_rows == 31 * (20 + 17)
+    assert SOURCES_KEY in (table.schema.metadata or {})
+
+
+def test_a_rewritten_day_is_read_from_its_daily_file_until_compacted_again(history: Path) -> None:
+    compacted = CompactedMonths(history)
+    compacted.refresh(TODAY)
+    before = answers(history)
+    write_day(history, date(2024, 5, 15), ACCOUNTS[:1])  # the day re-run with one account
+    expected_rows = 31 * (20 + 17) - 17
+    assert compacted.files("asset_categories").daily_months == [MAY, JUNE]
+    after = answers(history)
+    assert after != before
+    with duckdb.connect(str(history / warehouse.FILE_NAME), read_only=True) as con:
+        count = "SELECT count(*) FROM asset_categories WHERE month(snapshot_date) = 5"
+        assert con.execute(count).fetchone() == (expected_rows,)
+    assert [p.stem for p in compacted.refresh(TODAY)] == ["2024-05", "2024-05"]
+    assert compacted.files("asset_categories").daily_months == [JUNE]
+    assert answers(history) == after
+
+
+def test_a_removed_day_leaves_the_views_at_once(history: Path) -> None:
+    compacted = CompactedMonths(history)
+    compacted.refresh(TODAY)
+    day_file = ParquetTables(history).path("account_summary", date(2024, 4, 30))
+    day_file.unlink()
+    assert compacted.files("account_summary").daily_months == [APRIL, JUNE]
+    with duckdb.connect(str(warehouse.build(history)), read_only=True) as con:
+        days = con.execute("SELECT DISTINCT snapshot_date FROM account_summary").fetchall()
+    assert (date(2024, 4, 30),) not in days and (date(2024, 4, 29),) in days
+
+
+def test_a_touched_file_with_the_same_bytes_is_not_trusted(history: Path) -> None:
+    compacted = CompactedMonths(history)
+    compacted.refresh(TODAY)
+    day_file = ParquetTables(history).path("asset_categories", date(2024, 5, 2))
+    stat = day_file.stat()
+    os.utime(day_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert compacted.files("asset_categories").daily_months == [MAY, JUNE]
+
+
+def test_a_month_without_daily_files_loses_its_compacted_file(history: Path) -> None:
+    compacted = CompactedMonths(history)
+    compacted.refresh(TODAY)
+    for table in ("asset_categories", "account_summary"):
+        for day in (d for d in DAYS if d.month == 4):
+            ParquetTables(history).path(table, day).unlink()
+    compacted.refresh(TODAY)
+    assert not compacted.path("asset_categories", APRIL).exists()
+    assert compacted.path("asset_categories", MAY).exists()
+
+
+def test_the_month_of_today_is_never_compacted(history: Path) -> None:
+    assert CompactedMonths(history).refresh(date(2024, 5, 31))[0].stem == "2024-04"
+    assert not CompactedMonths(history).path("account_summary", MAY).exists()
