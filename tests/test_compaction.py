@@ -143,3 +143,56 @@ def test_a_month_without_daily_files_loses_its_compacted_file(history: Path) -> 
 def test_the_month_of_today_is_never_compacted(history: Path) -> None:
     assert CompactedMonths(history).refresh(date(2024, 5, 31))[0].stem == "2024-04"
     assert not CompactedMonths(history).path("account_summary", MAY).exists()
+
+
+def test_the_reports_account_rows_match_net_asset_history_on_every_day(tmp_path: Path) -> None:
+    """report.ACCOUNTS_ON_DAY reads one day and each account's previous snapshot instead of the
+    view's windows over all history; it must give the view's rows exactly."""
+    from pipelines.reporting import report
+
+    standard, product21 = ACCOUNTS
+    plan = {
+        date(2024, 5, 2): ACCOUNTS,
+        date(2024, 5, 3): (standard,),
+        date(2024, 5, 6): ACCOUNTS,
+        date(2024, 5, 13): (product21,),
+        date(2024, 6, 3): ACCOUNTS,
+    }
+    for day, accounts in plan.items():
+        write_day(tmp_path, day, accounts)
+    CompactedMonths(tmp_path).refresh(date(2024, 6, 4))
+    columns = (
+        "account_id, product_code, total_assets, net_assets, purchase_amount, unrealized_pnl, "
+        "previous_snapshot_date, days_since_previous, net_assets_change"
+    )
+    with duckdb.connect(str(warehouse.build(tmp_path)), read_only=True) as con:
+        for day in [*plan, date(2024, 5, 4)]:
+            ours = con.execute(warehouse.on_day(report.ACCOUNTS_ON_DAY, day)).fetchall()
+            view = con.execute(
+                warehouse.on_day(
+                    f"SELECT {columns} FROM net_asset_history WHERE snapshot_date = ? "
+                    "ORDER BY account_id",
+                    day,
+                )
+            ).fetchall()
+            assert ours == view, day
+            assert len(ours) == (len(plan[day]) if day in plan else 0)
+
+
+def test_a_report_draws_the_last_year_whatever_the_history(tmp_path: Path) -> None:
+    """History older than the chart's year changes nothing on the page: its size and the
+    memory to draw it do not grow with history."""
+    from pipelines.reporting import report
+
+    last = date(2024, 6, 3)
+    long_ago = [last - timedelta(days=7 * n) for n in range(104, 0, -1)]  # two years, weekly
+    recent = [*(d for d in long_ago if (last - d).days < report.NET_ASSETS_DAYS), last]
+    pages = []
+    for name, days in (("long", [*long_ago, last]), ("recent", recent)):
+        root = tmp_path / name
+        for day in days:
+            write_day(root, day)
+        CompactedMonths(root).refresh(last)
+        with duckdb.connect(str(warehouse.build(root)), read_only=True) as con:
+            pages.append(report.render_report(con, last))
+    assert len(recent) < 60 and pages[0] == pages[1]

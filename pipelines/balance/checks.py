@@ -92,9 +92,15 @@ class Outcome:
         return not self.problems
 
 
+def _python_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as dicts, without fetched_at: no check needs it, and converting a zoned timestamp
+    makes pyarrow import pandas (see arrays.py)."""
+    return table.drop_columns(["fetched_at"]).to_pylist()
+
+
 def _rows_by_account(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in sorted(table.to_pylist(), key=lambda r: (r["account_id"], r["category_seq"])):
+    for row in sorted(_python_rows(table), key=lambda r: (r["account_id"], r["category_seq"])):
         rows[row["account_id"]].append(row)
     return rows
 
@@ -127,7 +133,7 @@ def run(
             problem("asset_categories", "known_layout", str(error))
 
     categories = _rows_by_account(tables["asset_categories"])
-    summary = {row["account_id"]: row for row in tables["account_summary"].to_pylist()}
+    summary = {row["account_id"]: row for row in _python_rows(tables["account_summary"])}
     for account, rows in categories.items():
         *parts, total = rows
         if not total["is_total"]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.balance import schema
+from pipelines.balance import arrays, schema
 from pipelines.balance.files import atomic_path, locked
 from pipelines.balance.tables import ParquetTables
 
@@ -84,8 +84,10 @@ class CompactedMonths:
         sources = self._sources(table, days)
         parts = []
         for day in days:
-            data = pq.read_table(self.daily.path(table, day), schema=schema.TABLES[table])
-            dates = pa.array([day] * data.num_rows, pa.date32())
+            data = pq.ParquetFile(self.daily.path(table, day)).read()  # read_table: pandas
+            if not data.schema.equals(schema.TABLES[table]):
+                raise ValueError(f"{self.daily.path(table, day)}: not the declared {table} schema")
+            dates = arrays.dates([day] * data.num_rows)
             parts.append(data.add_column(0, schema.PARTITION_COLUMN, dates))
         merged = pa.concat_tables(parts).sort_by(SORT_KEYS)
         merged = merged.replace_schema_metadata({SOURCES_KEY: sources.encode()})

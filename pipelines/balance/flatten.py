@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.balance import layouts, schema
+from pipelines.balance import arrays, layouts, schema
 from pipelines.balance.landing import Snapshot, SnapshotError
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
 
@@ -52,6 +52,15 @@ def _field(row: Any, name: str, *, where: str) -> Any:
 
 
 _MISSING = object()
+_LABEL_STRINGS = (
+    "account_id",
+    "product_code",
+    "layout",
+    "category_code",
+    "category_ko",
+    "category_en",
+)
+_EMPTY = arrays.strings([""])[0]  # a scalar without pa.scalar, which imports pandas
 _AMOUNT_TEXT = r"^([+-]?[0-9]+(\.[0-9]+)?)?$"  # digits with an optional fraction, or blank
 
 
@@ -59,15 +68,17 @@ def _amount_column(values: list[Any]) -> pa.Array:
     """Amount strings → DECIMAL in one vectorized cast; ValueError if any value needs the
     value-by-value path (which then either parses it or names what is wrong)."""
     try:
-        text = pa.array(values, type=pa.string())
-    except (pa.ArrowException, TypeError) as error:
+        text = arrays.strings(values)
+    except TypeError as error:
         raise ValueError("not all strings") from error
     trimmed = pc.utf8_trim_whitespace(text)
-    if text.null_count or not pc.all(pc.match_substring_regex(trimmed, _AMOUNT_TEXT)).as_py():
+    if not pc.all(pc.match_substring_regex(trimmed, _AMOUNT_TEXT)).as_py():
         raise ValueError("not all plain decimal numbers")
-    blank = pc.equal(trimmed, "")
+    blank = pc.equal(trimmed, _EMPTY)
     try:
-        return pc.cast(pc.if_else(blank, pa.scalar(None, pa.string()), trimmed), schema.AMOUNT)
+        return pc.cast(
+            pc.if_else(blank, pa.nulls(len(trimmed), pa.string()), trimmed), schema.AMOUNT
+        )
     except pa.ArrowException as error:
         raise ValueError("does not fit the decimal type as written") from error
 
@@ -98,7 +109,13 @@ def asset_categories(snapshots: Iterable[Snapshot]) -> pa.Table:
         amounts = {name: _amount_column(labels.pop(name)) for name in OUTPUT1_FIELDS}
     except ValueError:
         return _asset_categories_one_by_one(snapshots)
-    return pa.table({**labels, **amounts}, schema=schema.ASSET_CATEGORIES)
+    columns = {
+        **{name: arrays.strings(labels[name]) for name in _LABEL_STRINGS},
+        "category_seq": arrays.int16s(labels["category_seq"]),
+        "is_total": arrays.bools(labels["is_total"]),
+        "fetched_at": arrays.timestamps(labels["fetched_at"]),
+    }
+    return pa.table({**columns, **amounts}, schema=schema.ASSET_CATEGORIES)
 
 
 def _layout(snap: Snapshot) -> layouts.Layout:
@@ -140,10 +157,10 @@ def _asset_categories_one_by_one(snapshots: Iterable[Snapshot]) -> pa.Table:
 
 def account_summary(snapshots: Sequence[Snapshot]) -> pa.Table:
     """output2 of every snapshot as one row each: vectorized, exact, or a precise refusal."""
-    columns: dict[str, list[Any]] = {
-        "account_id": [s.account.id for s in snapshots],
-        "product_code": [s.account.product_code for s in snapshots],
-        "fetched_at": [s.fetched_at for s in snapshots],
+    columns = {
+        "account_id": arrays.strings([s.account.id for s in snapshots]),
+        "product_code": arrays.strings([s.account.product_code for s in snapshots]),
+        "fetched_at": arrays.timestamps([s.fetched_at for s in snapshots]),
     }
     try:
         amounts = {

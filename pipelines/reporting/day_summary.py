@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import duckdb
 
+from pipelines.balance.warehouse import on_day
+
 
 @dataclass
 class DaySummary:
@@ -26,9 +28,11 @@ class DaySummary:
 def summarize(con: duckdb.DuckDBPyConnection, day: date) -> DaySummary:
     summary = DaySummary(day)
     row = con.execute(
-        "SELECT accounts, total_assets, net_assets, net_assets_change "
-        "FROM consolidated_net_assets WHERE snapshot_date = ?",
-        [day],
+        on_day(
+            "SELECT accounts, total_assets, net_assets, net_assets_change "
+            "FROM consolidated_net_assets WHERE snapshot_date = ?",
+            day,
+        )
     ).fetchone()
     if row:
         summary.accounts, summary.total_assets, summary.net_assets = row[0], row[1], row[2]
@@ -36,9 +40,11 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date) -> DaySummary:
     summary.allocation = [
         (r[0], r[1], r[2])
         for r in con.execute(
-            "SELECT asset_class, market_value, weight_pct FROM consolidated_allocation "
-            "WHERE snapshot_date = ? AND market_value <> 0 ORDER BY market_value DESC",
-            [day],
+            on_day(
+                "SELECT asset_class, market_value, weight_pct FROM consolidated_allocation "
+                "WHERE snapshot_date = ? AND market_value <> 0 ORDER BY market_value DESC",
+                day,
+            )
         ).fetchall()
     ]
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
@@ -47,10 +53,12 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date) -> DaySummary:
         summary.out_of_band = [
             (r[0], r[1], r[2], r[3], r[4])
             for r in con.execute(
-                "SELECT asset_class, weight_pct, target_pct, tolerance_pct, drift_pct "
-                "FROM allocation_drift WHERE snapshot_date = ? AND NOT within_band "
-                "ORDER BY abs(drift_pct) DESC",
-                [day],
+                on_day(
+                    "SELECT asset_class, weight_pct, target_pct, tolerance_pct, drift_pct "
+                    "FROM allocation_drift WHERE snapshot_date = ? AND NOT within_band "
+                    "ORDER BY abs(drift_pct) DESC",
+                    day,
+                )
             ).fetchall()
         ]
     return summary

@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from pipelines.balance import warehouse
 from pipelines.balance.files import atomic_path
 
 #: Korean myriad units, largest first (1경 = 10^16); amounts above 10^20 count in 경.
@@ -33,6 +34,9 @@ UNITS = ((10**16, "경"), (10**12, "조"), (10**8, "억"), (10**4, "만"))
 
 #: A line of the net-asset chart breaks where consecutive snapshots are further apart than
 #: this (a weekend is 3 days, a weekend plus a holiday 4): nothing is drawn across a gap.
+#: The net-assets chart covers the year up to the report's day, so the page (and the memory it
+#: takes to draw) stays the same size however long the history grows.
+NET_ASSETS_DAYS = 366
 GAP_DAYS = 4
 
 #: asset_class → (Korean, English, colour).
@@ -159,8 +163,9 @@ def _class_labels(asset_class: str) -> tuple[str, str, str]:
     return ASSET_CLASSES.get(asset_class, (asset_class, asset_class, OTHER_COLOUR))
 
 
-def _query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params)
+def _query(con: duckdb.DuckDBPyConnection, sql: str, day: date) -> list[dict[str, Any]]:
+    """Rows as dicts; the `?` in `sql` is `day`, inlined (see warehouse.on_day)."""
+    cursor = con.execute(warehouse.on_day(sql, day))
     names = [column[0] for column in cursor.description or []]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -261,7 +266,7 @@ def _asset_class_section(con: duckdb.DuckDBPyConnection, day: date) -> str:
         "SELECT asset_class, accounts, purchase_amount, market_value, unrealized_pnl, weight_pct "
         "FROM consolidated_allocation WHERE snapshot_date = ? "
         "ORDER BY market_value DESC, asset_class",
-        [day],
+        day,
     )
     head = "<h2>자산군별 배분 <span>Allocation by asset class, all accounts</span></h2>"
     if not rows:
@@ -311,7 +316,7 @@ def _category_section(con: duckdb.DuckDBPyConnection, day: date) -> str:
         GROUP BY a.category_code
         ORDER BY market_value DESC, a.category_code
         """,
-        [day],
+        day,
     )
     head = "<h2>상품별 배분 <span>Allocation by category, all accounts</span></h2>"
     if not rows:
@@ -353,7 +358,7 @@ def _pnl_section(con: duckdb.DuckDBPyConnection, day: date) -> str:
         GROUP BY category_code
         ORDER BY unrealized_pnl DESC, category_code
         """,
-        [day],
+        day,
     )
     head = "<h2>상품별 평가손익 <span>Unrealized P&amp;L by category, all accounts</span></h2>"
     if not rows:
@@ -557,16 +562,20 @@ def _net_assets_section(con: duckdb.DuckDBPyConnection, day: date) -> str:
     totals = _query(
         con,
         "SELECT snapshot_date, net_assets FROM consolidated_net_assets "
-        "WHERE snapshot_date <= ? ORDER BY snapshot_date",
-        [day],
+        f"WHERE snapshot_date <= ? AND snapshot_date > ? - {NET_ASSETS_DAYS} "
+        "ORDER BY snapshot_date",
+        day,
     )
     if not totals:
         return _section("net-assets", head + _empty("consolidated_net_assets", day, " (누적)"))
     accounts = _query(
         con,
-        "SELECT account_id, product_code, snapshot_date, net_assets FROM net_asset_history "
-        "WHERE snapshot_date <= ? ORDER BY account_id, snapshot_date",
-        [day],
+        # account_summary, not net_asset_history: the view's window functions would run over
+        # every day of history for the few points drawn
+        "SELECT account_id, product_code, snapshot_date, nass_tot_amt AS net_assets "
+        f"FROM account_summary WHERE snapshot_date <= ? AND snapshot_date > ? - {NET_ASSETS_DAYS} "
+        "ORDER BY account_id, snapshot_date",
+        day,
     )
     series = [
         Series(
@@ -585,7 +594,8 @@ def _net_assets_section(con: duckdb.DuckDBPyConnection, day: date) -> str:
     note = (
         f'<p class="hint">점은 스냅샷이 있는 날만 · points only on snapshot days; {GAP_DAYS}일보다 '
         f"긴 공백에서는 선을 끊습니다 (shaded) · lines break across gaps of more than "
-        f"{GAP_DAYS} days. 각 패널은 자체 축 · each panel has its own scale.</p>"
+        f"{GAP_DAYS} days. 각 패널은 자체 축 · each panel has its own scale. 최근 1년 · the "
+        "last year up to this day; every day is in <code>net_asset_history</code>.</p>"
     )
     missing = (
         _empty("consolidated_net_assets", day, " (이 날 스냅샷 없음, 이전 기록만 표시)")
@@ -633,15 +643,32 @@ def _table(
     )
 
 
+#: net_asset_history's row for each account on one day, computed from that day and each
+#: account's previous snapshot alone: the view's window functions would hold every day of
+#: history in memory for it (tests check both agree on every day).
+ACCOUNTS_ON_DAY = """
+WITH today AS (
+    SELECT account_id, product_code, tot_asst_amt AS total_assets, nass_tot_amt AS net_assets,
+           pchs_amt_smtl AS purchase_amount, evlu_pfls_amt_smtl AS unrealized_pnl
+    FROM account_summary WHERE snapshot_date = ?
+),
+previous AS (
+    SELECT account_id, max(snapshot_date) AS previous_snapshot_date,
+           arg_max(nass_tot_amt, snapshot_date) AS previous_net_assets
+    FROM account_summary WHERE snapshot_date < ? GROUP BY account_id
+)
+SELECT t.account_id, t.product_code, t.total_assets, t.net_assets, t.purchase_amount,
+       t.unrealized_pnl, p.previous_snapshot_date,
+       ? - p.previous_snapshot_date AS days_since_previous,
+       t.net_assets - p.previous_net_assets AS net_assets_change
+FROM today t LEFT JOIN previous p USING (account_id)
+ORDER BY account_id
+"""
+
+
 def _accounts_section(con: duckdb.DuckDBPyConnection, day: date) -> str:
     head = "<h2>계좌 <span>Accounts</span></h2>"
-    rows = _query(
-        con,
-        "SELECT account_id, product_code, total_assets, net_assets, purchase_amount, "
-        "unrealized_pnl, previous_snapshot_date, days_since_previous, net_assets_change "
-        "FROM net_asset_history WHERE snapshot_date = ? ORDER BY account_id",
-        [day],
-    )
+    rows = _query(con, ACCOUNTS_ON_DAY, day)
     if not rows:
         return _section("accounts", head + _empty("net_asset_history", day))
 
@@ -669,7 +696,7 @@ def _accounts_section(con: duckdb.DuckDBPyConnection, day: date) -> str:
         con,
         "SELECT accounts, total_assets, net_assets, unrealized_pnl, net_assets_change "
         "FROM consolidated_net_assets WHERE snapshot_date = ?",
-        [day],
+        day,
     )
     footer = None
     if total:
@@ -706,7 +733,7 @@ def _summary(con: duckdb.DuckDBPyConnection, day: date) -> str:
         con,
         "SELECT accounts, total_assets, net_assets, unrealized_pnl, net_assets_change "
         "FROM consolidated_net_assets WHERE snapshot_date = ?",
-        [day],
+        day,
     )
     if not rows:
         return _empty("consolidated_net_assets", day, " (스냅샷 없음 no snapshot)")
@@ -845,9 +872,11 @@ def render_main_chart_png(con: duckdb.DuckDBPyConnection, day: date) -> bytes:
     class, largest first, in the report's colours, on a track as wide as the largest.
     A day without rows gives an empty track."""
     rows = con.execute(
-        "SELECT asset_class, market_value FROM consolidated_allocation "
-        "WHERE snapshot_date = ? ORDER BY market_value DESC, asset_class",
-        [day],
+        warehouse.on_day(
+            "SELECT asset_class, market_value FROM consolidated_allocation "
+            "WHERE snapshot_date = ? ORDER BY market_value DESC, asset_class",
+            day,
+        )
     ).fetchall()
     values = [value for _, value in rows]
     height = 2 * PNG_MARGIN + max(1, len(rows)) * (PNG_BAR + PNG_GAP) - PNG_GAP
