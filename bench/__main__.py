@@ -10,7 +10,8 @@ Environment variables (all optional):
   BENCH_QUICK=1               smaller sizes everywhere (defaults in brackets below are
                               "full / quick"); the table says which sizes were used
   BENCH_ONLY=a,b              run only these modules (fetch, cli, flatten, rebuild, queries)
-  BENCH_CLI_RUNS              measured runs after the warm-up, per command [2 / 2]
+  BENCH_CLI_RUNS              measured runs after the warm-up, per command [3 / 2]
+  BENCH_CLI_HISTORY_DAYS      days of 100 accounts' history under the one-day run [1826 / 365]
   BENCH_FLATTEN_SNAPSHOTS     snapshots flattened per run [2000 / 500]
   BENCH_FLATTEN_RUNS          runs of each side [5 / 3]
   BENCH_REBUILD_DAYS          calendar days of raw history [1095 / 120]

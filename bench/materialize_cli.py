@@ -1,46 +1,62 @@
 """One day's full materialization from the shell, against the framework floor and Python's.
 
 Each command runs in a subprocess with KIS_DATA_ROOT, XDG_CACHE_HOME and DAGSTER_HOME in a
-temporary directory and no KIS_* variable from the caller (so: simulator, its 2 accounts):
+temporary directory (DAGSTER_HOME holding a copy of the project's .dagster/dagster.yaml), no
+KIS_* variable from the caller and KIS_ACCOUNTS set to one account (so: the simulator, one
+account):
 
 * pipeline: `dagster asset materialize -m pipelines.definitions --select '*' --partition <today>`
 * framework floor: the same command on bench/floor_definitions.py (one asset returning nothing)
+* graph floor: the same command on bench/shape_floor_definitions.py, the pipeline's own asset
+  graph (assets, steps, checks) with no-op bodies: what Dagster costs for this graph
 * absolute floor: `python -c pass` with the same interpreter
+* the pipeline again on a data root already holding BENCH_CLI_HISTORY_DAYS of 100 accounts'
+  history (compacted, as runs leave it): a one-day run's time and memory must not grow with it.
 
 Each target gets one temporary directory for all its runs (as a daily schedule reuses its
 DAGSTER_HOME and data root); the first run is a warm-up (it also creates Dagster's SQLite
-storage) and is discarded, the median is over the following runs.
+storage) and is discarded, the median is over the following runs. Peak RSS is the child's own
+ru_maxrss from wait4 (the run executes inside the CLI process; the simulator is a thread).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.common import env_int, median, seconds, verdict
+from bench.report_queries import write_history
+from pipelines.balance.compaction import CompactedMonths
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TARGET_RATIO = 1.3
+#: A one-day run on years of history may use this much more memory than on none.
+MEMORY_GROWTH = 1.10
+ACCOUNT = "12345678-01"
 
 
 def today_seoul() -> str:
     return datetime.now(ZoneInfo("Asia/Seoul")).date().isoformat()
 
 
-def environment(tmp: Path) -> dict[str, str]:
+def environment(tmp: Path, data_root: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIS_")}
     home = tmp / "dagster_home"
     home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    shutil.copy(ROOT / ".dagster" / "dagster.yaml", home / "dagster.yaml")
     env.update(
-        KIS_DATA_ROOT=str(tmp / "data"),
+        KIS_DATA_ROOT=str(data_root or tmp / "data"),
+        KIS_ACCOUNTS=ACCOUNT,
         XDG_CACHE_HOME=str(tmp / "cache"),
         DAGSTER_HOME=str(home),
         DAGSTER_DISABLE_TELEMETRY="1",
@@ -62,36 +78,120 @@ def materialize_command(module: str) -> list[str]:
     ]
 
 
-def timed_runs(command: list[str], runs: int) -> list[float]:
-    """Wall time of each run after the first (the warm-up); a failed run aborts the bench."""
-    times = []
+def run_measured(command: list[str], env: dict[str, str], log: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KB) of one run; a failed run aborts the bench."""
+    with log.open("w") as out:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"{command} failed:\n{log.read_text()[-3000:]}")
+    return elapsed, usage.ru_maxrss
+
+
+def timed_runs(
+    command: list[str],
+    runs: int,
+    *,
+    extra_env: dict[str, str] | None = None,
+    data_root: Path | None = None,
+) -> tuple[float, int]:
+    """Median wall time and median peak RSS of the runs after the first (the warm-up)."""
+    measured = []
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
-        env = environment(Path(tmp))
+        env = environment(Path(tmp), data_root) | (extra_env or {})
         for _ in range(runs + 1):
-            started = time.perf_counter()
-            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-            elapsed = time.perf_counter() - started
-            if done.returncode != 0:
-                raise RuntimeError(f"{command} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-            times.append(elapsed)
-    return times[1:]
+            measured.append(run_measured(command, env, Path(tmp) / "run.log"))
+    times, rss = zip(*measured[1:], strict=True)
+    return median(times), int(median(rss))
+
+
+def graph_shape() -> list[dict[str, Any]]:
+    """The pipeline's asset nodes: each step's assets (with deps) and checks."""
+    from pipelines.definitions import defs
+
+    return [
+        {
+            "name": node.node_def.name,
+            "assets": {
+                key.to_user_string(): sorted(d.to_user_string() for d in node.asset_deps[key])
+                for key in node.keys
+            },
+            "checks": [[c.asset_key.to_user_string(), c.name] for c in node.check_specs],
+        }
+        for node in defs.resolve_asset_graph().assets_defs
+    ]
+
+
+def history_root(tmp: Path, day_count: int) -> Path:
+    """A data root holding `day_count` days × 100 accounts of closed, compacted history."""
+    data_root = tmp / "history"
+    write_history(data_root, day_count, 100)
+    first_open = datetime.now(ZoneInfo("Asia/Seoul")).date().replace(day=1)
+    CompactedMonths(data_root).refresh(first_open)
+    return data_root
 
 
 def rows() -> list[list[str]]:
-    runs = env_int("BENCH_CLI_RUNS", 2, 2)  # measured runs, after one warm-up
-    pipeline = median(timed_runs(materialize_command("pipelines.definitions"), runs))
-    framework = median(timed_runs(materialize_command("bench.floor_definitions"), runs))
-    python = median(timed_runs([sys.executable, "-c", "pass"], runs))
+    runs = env_int("BENCH_CLI_RUNS", 3, 2)  # measured runs, after one warm-up
+    history_days = env_int("BENCH_CLI_HISTORY_DAYS", 1826, 365)
+    with tempfile.TemporaryDirectory(prefix="bench-cli-shape-") as tmp:
+        shape = Path(tmp) / "shape.json"
+        nodes = graph_shape()
+        shape.write_text(json.dumps(nodes))
+        steps = len(nodes)
+        assets = sum(len(n["assets"]) for n in nodes)
+        checks = sum(len(n["checks"]) for n in nodes)
+        pipeline, pipeline_rss = timed_runs(materialize_command("pipelines.definitions"), runs)
+        graph, _ = timed_runs(
+            materialize_command("bench.shape_floor_definitions"),
+            runs,
+            extra_env={"BENCH_SHAPE_FILE": str(shape)},
+        )
+        framework, _ = timed_runs(materialize_command("bench.floor_definitions"), runs)
+        python, _ = timed_runs([sys.executable, "-c", "pass"], runs)
+        started = time.perf_counter()
+        big = history_root(Path(tmp), history_days)
+        setup = time.perf_counter() - started
+        on_history, history_rss = timed_runs(
+            materialize_command("pipelines.definitions"), runs, data_root=big
+        )
     ratio = pipeline / framework
-    note = f"median of {runs} after 1 warm-up; simulator, 2 accounts, partition {today_seoul()}"
+    note = f"median of {runs} after 1 warm-up; simulator, 1 account, partition {today_seoul()}"
+    growth = history_rss / pipeline_rss
+    history = (
+        f"{history_days} days × 100 accounts already in the data root (compacted; setup "
+        f"{setup:.0f} s, not measured)"
+    )
     return [
         [
-            "`dagster asset materialize` all 4 assets, one day",
+            f"`dagster asset materialize` the whole pipeline ({assets} assets in {steps} steps, "
+            f"{checks} checks), one day",
             seconds(pipeline),
             f"{seconds(framework)} (framework floor: 1 no-op asset)",
             f"{ratio:.2f}×",
             f"≤ {TARGET_RATIO}× framework floor: {verdict(ratio <= TARGET_RATIO)}",
             note,
+        ],
+        [
+            "the same asset graph with no-op bodies (graph floor)",
+            seconds(graph),
+            f"{seconds(framework)} (framework floor: 1 no-op asset)",
+            f"{graph / framework:.2f}×",
+            "—",
+            "Dagster's own cost for this graph: its steps and the events it stores for each "
+            f"asset and check; bench/shape_floor_definitions.py; {note}",
+        ],
+        [
+            "pipeline vs graph floor",
+            seconds(pipeline),
+            f"{seconds(graph)} (graph floor)",
+            f"{pipeline / graph:.2f}×",
+            "—",
+            f"what our code adds: {seconds(pipeline - graph)} of imports (pyarrow, duckdb, "
+            "requests), the fetch, flattening, checks, Parquet, views and the report",
         ],
         [
             "`dagster asset materialize` no-op asset (framework floor)",
@@ -102,11 +202,19 @@ def rows() -> list[list[str]]:
             "what Dagster's CLI costs before any asset code runs",
         ],
         [
-            "pipeline vs absolute floor",
-            seconds(pipeline),
-            f"{seconds(python)} (`python -c pass`)",
-            f"{pipeline / python:.1f}×",
+            "the whole pipeline, one day, on years of history: wall time",
+            seconds(on_history),
+            f"{seconds(pipeline)} (same run on an empty data root)",
+            f"{on_history / pipeline:.2f}×",
             "—",
-            note,
+            f"{history}; {note}",
+        ],
+        [
+            "the whole pipeline, one day, on years of history: peak RSS",
+            f"{history_rss / 1024:.0f} MB",
+            f"{pipeline_rss / 1024:.0f} MB (same run on an empty data root)",
+            f"{growth:.2f}×",
+            f"≤ {MEMORY_GROWTH}× (does not grow with history): {verdict(growth <= MEMORY_GROWTH)}",
+            f"{history}; ru_maxrss of the CLI process (wait4)",
         ],
     ]
