@@ -48,9 +48,11 @@ ACCOUNT = "70000000-01"
 NET_ASSETS = "`SELECT * FROM net_asset_history` (fetch all)"
 
 
-def write_history(data_root: Path, day_count: int, account_count: int) -> int:
+def write_history(
+    data_root: Path, day_count: int, account_count: int, first_day: date = FIRST_DAY
+) -> int:
     account_list = [Account(f"7{n:07d}", "21" if n % 2 else "01") for n in range(account_count)]
-    template = snapshots_for(account_list, FIRST_DAY)
+    template = snapshots_for(account_list, first_day)
     tables = {
         "asset_categories": flatten.asset_categories(template),
         "account_summary": flatten.account_summary(template),
@@ -58,7 +60,7 @@ def write_history(data_root: Path, day_count: int, account_count: int) -> int:
     store = ParquetTables(data_root)
     files = 0
     for n in range(day_count):
-        day = FIRST_DAY + timedelta(days=n)
+        day = first_day + timedelta(days=n)
         fetched = datetime(day.year, day.month, day.day, 7, 30, tzinfo=UTC)
         for name, table in tables.items():
             index = table.schema.get_field_index("fetched_at")

@@ -60,7 +60,7 @@ class CompactedMonths:
 
     def _sources(self, table: str, days: list[date]) -> str:
         """A fingerprint of the month's daily files; any rewrite or removal changes it."""
-        stats = [(day, self.daily.path(table, day).stat()) for day in days]
+        stats = zip(days, self.daily.file_stats(table, days), strict=True)
         return json.dumps(
             [[day.isoformat(), s.st_ino, s.st_size, s.st_mtime_ns] for day, s in stats]
         )

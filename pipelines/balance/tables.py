@@ -6,6 +6,7 @@ day re-run swaps the whole day at once and a failed run leaves the previous file
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -46,9 +47,21 @@ class ParquetTables:
         return final
 
     def days(self, table: str) -> list[date]:
+        # os.scandir and strings, not pathlib: every run lists years of days
         prefix = f"{schema.PARTITION_COLUMN}="
+        try:
+            with os.scandir(self.root / table) as entries:
+                names = [e.name for e in entries if e.name.startswith(prefix) and e.is_dir()]
+        except FileNotFoundError:
+            return []
+        base = f"{self.root / table}/"
         return sorted(
-            date.fromisoformat(d.name.removeprefix(prefix))
-            for d in (self.root / table).glob(prefix + "*")
-            if (d / FILE_NAME).exists()
+            date.fromisoformat(name.removeprefix(prefix))
+            for name in names
+            if os.path.exists(f"{base}{name}/{FILE_NAME}")
         )
+
+    def file_stats(self, table: str, days: list[date]) -> list[os.stat_result]:
+        """os.stat of each day's file (FileNotFoundError if one is missing)."""
+        base = f"{self.root / table}/{schema.PARTITION_COLUMN}="
+        return [os.stat(f"{base}{day.isoformat()}/{FILE_NAME}") for day in days]
