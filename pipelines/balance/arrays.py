@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import array
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
@@ -26,12 +26,15 @@ def _fixed(arrow_type: pa.DataType, code: str, values: Sequence[int]) -> pa.Arra
 
 def strings(values: Sequence[str]) -> pa.Array:
     """UTF-8 strings, none missing; TypeError for anything that is not a str."""
-    if not all(type(v) is str for v in values):
-        raise TypeError("not all values are strings")
-    encoded = [v.encode() for v in values]
-    offsets = array.array("i", itertools.accumulate(map(len, encoded), initial=0))
-    data = pa.py_buffer(b"".join(encoded))
-    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), data])
+    text = "".join(values)  # TypeError unless every value is a str
+    data = text.encode()
+    if len(data) == len(text):  # all ASCII (amounts, ids): one byte per character
+        lengths: Iterable[int] = map(len, values)
+    else:
+        lengths = (len(v.encode()) for v in values)
+    offsets = array.array("i", itertools.accumulate(lengths, initial=0))
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers)
 
 
 def int16s(values: Sequence[int]) -> pa.Array:
