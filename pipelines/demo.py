@@ -82,7 +82,8 @@ def main() -> int:
             con.sql(sql).show(max_rows=40)
     print(f"Data root:  {settings.data_root}")
     print(f"  raw JSON  {settings.data_root / 'raw'}")
-    print(f"  Parquet   {settings.data_root / 'parquet'}")
+    print(f"  Parquet   {settings.data_root / 'parquet'}  (one file per table and day)")
+    print(f"  compacted {settings.data_root / 'compacted'}  (closed months, what the views read)")
     print(f"  DuckDB    {warehouse_path}  (views: {', '.join(warehouse.view_names())})")
     print("Query it:   make sql   (a DuckDB shell on the warehouse, read-only)")
     print(
