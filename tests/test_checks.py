@@ -17,16 +17,11 @@ from hypothesis import strategies as st
 from pipelines.balance import checks, flatten, layouts
 from pipelines.balance.landing import Snapshot
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account
+from pipelines.kis.simulated_portfolio import output1_rows
 
 TODAY = date(2026, 11, 25)
 BEFORE_IMA = date(2025, 6, 2)
 ANCHORS = ("total", "cash_deposit", "foreign_currency")  # positions output2 or the sum pin down
-
-
-def weight(part: int, whole: int) -> str:
-    if whole == 0:
-        return "0.00000000"
-    return f"{(Decimal(part) * 100 / Decimal(whole)).quantize(Decimal('0.01')):.8f}"
 
 
 @st.composite
@@ -42,19 +37,7 @@ def responses(draw: st.DrawFn) -> tuple[layouts.Layout, Account, date, dict[str,
         pchs = draw(st.integers(0, 5 * 10**17)) if held else 0
         loan = draw(st.integers(0, evlu))
         rows.append({"pchs": pchs, "evlu": evlu, "loan": loan})
-    total = {k: sum(r[k] for r in rows) for k in ("pchs", "evlu", "loan")}
-    output1 = [
-        {
-            "pchs_amt": str(r["pchs"]),
-            "evlu_amt": str(r["evlu"]),
-            "evlu_pfls_amt": str(r["evlu"] - r["pchs"]),
-            "crdt_lnd_amt": str(r["loan"]),
-            "real_nass_amt": str(r["evlu"] - r["loan"]),
-            "whol_weit_rt": weight(r["evlu"], total["evlu"]),
-        }
-        for r in [*rows, total]
-    ]
-    output1[-1]["whol_weit_rt"] = "100.00000000" if total["evlu"] else "0.00000000"
+    output1 = output1_rows(rows)
     by_code = {c.code: row for c, row in zip(layout.categories, output1, strict=True)}
     output2 = {
         name: draw(st.sampled_from(["0", "12345", "185144504.000000"])) for name in OUTPUT2_FIELDS

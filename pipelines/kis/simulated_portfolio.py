@@ -62,6 +62,25 @@ def _weight(part: int, whole: int) -> str:
     return f"{rate:.8f}"
 
 
+def output1_rows(rows: list[dict[str, int]]) -> list[dict[str, str]]:
+    """output1 as KIS sends it, from each category's purchase, value and credit loan in won
+    (keys pchs, evlu, loan), with the 합계 row summing them last."""
+    total = {key: sum(row[key] for row in rows) for key in ("pchs", "evlu", "loan")}
+    output1 = [
+        {
+            "pchs_amt": str(row["pchs"]),
+            "evlu_amt": str(row["evlu"]),
+            "evlu_pfls_amt": str(row["evlu"] - row["pchs"]),
+            "crdt_lnd_amt": str(row["loan"]),
+            "real_nass_amt": str(row["evlu"] - row["loan"]),
+            "whol_weit_rt": _weight(row["evlu"], total["evlu"]),
+        }
+        for row in [*rows, total]
+    ]
+    output1[-1]["whol_weit_rt"] = "100.00000000" if total["evlu"] else "0.00000000"
+    return output1
+
+
 def balance_body(account: Account, day: date) -> dict[str, Any]:
     """The success body for one account as of one day: lowercase keys, amounts as strings."""
     layout = layouts.for_product(account.product_code)
@@ -79,20 +98,8 @@ def balance_body(account: Account, day: date) -> dict[str, Any]:
         loan = purchase // 5 if category.code == "stock" else 0
         rows.append({"pchs": purchase, "evlu": value, "loan": loan})
     total = {key: sum(row[key] for row in rows) for key in ("pchs", "evlu", "loan")}
-    output1 = [
-        {
-            "pchs_amt": str(row["pchs"]),
-            "evlu_amt": str(row["evlu"]),
-            "evlu_pfls_amt": str(row["evlu"] - row["pchs"]),
-            "crdt_lnd_amt": str(row["loan"]),
-            "real_nass_amt": str(row["evlu"] - row["loan"]),
-            "whol_weit_rt": _weight(row["evlu"], total["evlu"]),
-        }
-        for row in [*rows, total]
-    ]
-    output1[-1]["whol_weit_rt"] = "100.00000000" if total["evlu"] else "0.00000000"
     return {
-        "output1": output1,
+        "output1": output1_rows(rows),
         "output2": _output2(layout, rows, total),
         "rt_cd": "0",
         "msg_cd": "KIOK0530",
