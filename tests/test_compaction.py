@@ -4,7 +4,7 @@ files do, and a changed day is never hidden behind a stale compacted file."""
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -13,10 +13,9 @@ import pytest
 
 from pipelines.balance import flatten, warehouse
 from pipelines.balance.compaction import SOURCES_KEY, CompactedMonths
-from pipelines.balance.landing import Snapshot
 from pipelines.balance.tables import ParquetTables
 from pipelines.kis.protocol import Account
-from pipelines.kis.simulated_portfolio import balance_body
+from tests.test_storage import snapshot
 
 ACCOUNTS = (Account.parse("12345678-01"), Account.parse("12345678-21"))
 # April 28 to June 3, 2024: April and May are closed on TODAY, June is open.
@@ -30,13 +29,7 @@ QUERIES = [
 
 
 def write_day(data_root: Path, day: date, accounts: tuple[Account, ...] = ACCOUNTS) -> None:
-    at = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
-    snapshots = []
-    for account in accounts:
-        body = balance_body(account, day)
-        snapshots.append(
-            Snapshot(account, day, at, body["output1"], body["output2"], Path("/landed"))
-        )
+    snapshots = [snapshot(account, day) for account in accounts]
     tables = ParquetTables(data_root)
     tables.write("asset_categories", day, flatten.asset_categories(snapshots))
     tables.write("account_summary", day, flatten.account_summary(snapshots))
