@@ -118,31 +118,36 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
     metadata["landed_accounts"] = sorted(set(landed)) or sorted(
         {p.parent.name for day in days for p in landing.latest_files(day)}
     )
-    if failures:
-        fetch_days = [str(d) for d, p in plans.items() if p is not DayAction.REBUILD_FROM_RAW]
+    failed_accounts = {
+        key.split(" ", 1)[1] if len(days) == 1 else key: {
+            **(
+                {"msg_cd": error.msg_cd, "msg1": error.msg1}
+                if isinstance(error, KisApiError)
+                else {}
+            ),
+            "error": str(error),
+        }
+        for key, error in failures.items()
+    }
+    empty = [day for day in days if not landing.latest_files(day)]
+    if empty:
+        # nothing at all to build those days from: stop here, naming every failed account
         raise dg.Failure(
             description=(
-                f"{len(failures)} of {len(settings.accounts)} accounts failed for "
-                f"{', '.join(fetch_days)}"
-                f" (landed: {', '.join(sorted(set(landed))) or 'none'}):\n"
+                f"{len(failures)} of {len(settings.accounts)} accounts failed and nothing was "
+                f"landed for {', '.join(map(str, empty))}:\n"
                 + "\n".join(str(error) for error in failures.values())
             ),
-            metadata={
-                **metadata,
-                "failed_accounts": {
-                    key.split(" ", 1)[1] if len(days) == 1 else key: (
-                        {"msg_cd": error.msg_cd, "msg1": error.msg1}
-                        if isinstance(error, KisApiError)
-                        else {"error": str(error)}
-                    )
-                    for key, error in failures.items()
-                },
-            },
+            metadata={**metadata, "failed_accounts": failed_accounts},
             allow_retries=False,
         )
+    for error in failures.values():
+        context.log.error(f"{error} (the other accounts are landed; the run fails at the end)")
     return dg.MaterializeResult(
         metadata={
             **metadata,
+            # the run's last step fails naming these, after the other accounts are in the views
+            "failed_accounts": failed_accounts,
             # one raw answer per account and day is what the tables are built from
             "dagster/row_count": sum(len(landing.latest_files(d)) for d in days),
             "landed_files": sum(len(landing.all_files(d)) for d in days),
@@ -200,7 +205,7 @@ def balance_tables(
                 passed=outcome.passed,
                 severity=(
                     dg.AssetCheckSeverity.ERROR
-                    if outcome.check.blocking
+                    if outcome.check.is_error
                     else dg.AssetCheckSeverity.WARN
                 ),
                 description=outcome.check.description,
@@ -221,6 +226,13 @@ def balance_tables(
             + "\n".join(problems[:20]),
             allow_retries=False,
         )
+    for outcome in result.outcomes:
+        if not outcome.passed:
+            more = len(outcome.problems) - 1
+            context.log.warning(
+                f"{outcome.check.table}.{outcome.check.name}: {outcome.problems[0]}"
+                + (f" (and {more} more)" if more else "")
+            )
     for name in schema.TABLES:
         yield dg.MaterializeResult(
             asset_key=name,
@@ -229,6 +241,8 @@ def balance_tables(
                 "dagster/column_schema": column_schema(schema.TABLES[name]),
                 "days": len(result.days),
                 "accounts": sorted(result.accounts),
+                # the run's last step fails naming these, after the others are in the views
+                "withheld_accounts": result.withheld,
                 "path": dg.MetadataValue.path(str(result.written[name][-1])),
                 # closed months (re)written as one file each by this run
                 "compacted_months": sorted(
@@ -318,26 +332,70 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
     )
 
 
+#: The run's verdict, on its last asset: the day is in the views for every account, or the run
+#: fails naming each one that is not, after the others were written.
+EVERY_ACCOUNT = "every_account_captured"
+
+
+def _run_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> list[dict[str, Any]]:
+    """Metadata of every materialization of `key` in this run, as plain values."""
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    return [
+        {name: value.value for name, value in materialization.metadata.items()}
+        for record in records
+        if (materialization := record.event_log_entry.asset_materialization) is not None
+        and materialization.asset_key == key
+    ]
+
+
+def _verdict(context: dg.AssetExecutionContext) -> dict[str, dict[str, Any]]:
+    """Accounts this run fetched without success, or whose answer was withheld: account (or
+    "YYYY-MM-DD account" in a range) → what the server or the checks said."""
+    verdict: dict[str, dict[str, Any]] = {}
+    for metadata in _run_metadata(context, RAW):
+        verdict.update(metadata.get("failed_accounts") or {})
+    for metadata in _run_metadata(context, dg.AssetKey("asset_categories")):
+        for key, reason in (metadata.get("withheld_accounts") or {}).items():
+            label = key.split(" ", 1)[1] if len(context.partition_keys) == 1 else key
+            verdict.setdefault(label, {"withheld": reason})
+    return verdict
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     deps=[warehouse_views],
     group_name=GROUP,
     kinds={"html"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            EVERY_ACCOUNT,
+            asset="portfolio_report",
+            description="Every account the run fetched is in the day's views and report: an "
+            "account whose fetch failed (with the server's msg_cd/msg1) or whose answer was "
+            "withheld fails the run by name, after the other accounts were written.",
+        )
+    ],
     description=(
         "The day's portfolio report, one self-contained HTML file per day (no network needed "
         "to view it): allocation by asset class and category, net assets over time, P&L by "
         "category, the account table. reports/portfolio-YYYY-MM-DD.html"
     ),
 )
-def portfolio_report(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
+def portfolio_report(
+    context: dg.AssetExecutionContext, kis: KisConfig
+) -> Iterator[dg.MaterializeResult]:
     settings = kis.settings()
     days = _days(context)
     with duckdb.connect(str(settings.data_root / warehouse.FILE_NAME), read_only=True) as con:
         paths = [report.write(con, day, settings.data_root) for day in days]
         chart = report.render_main_chart_png(con, days[-1])
     image = base64.b64encode(chart).decode()
-    return dg.MaterializeResult(
+    verdict = _verdict(context)
+    problems = [f"{account}: {_reason(what)}" for account, what in verdict.items()]
+    yield dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(paths[-1])),
             "dagster/row_count": len(paths),
@@ -345,5 +403,33 @@ def portfolio_report(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Ma
                 f"Allocation by asset class on {days[-1]}:\n\n"
                 f"![allocation by asset class](data:image/png;base64,{image})"
             ),
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=EVERY_ACCOUNT,
+                passed=not problems,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"problems": problems[:50], "problem_count": len(problems)},
+            )
+        ],
     )
+    if problems:
+        raise dg.Failure(
+            description=(
+                f"{len(problems)} of {len(settings.accounts)} accounts failed for "
+                f"{', '.join(context.partition_keys)}; the other accounts are in the views and "
+                "the report:\n" + "\n".join(problems)
+            ),
+            metadata={
+                "failed_accounts": {k: v for k, v in verdict.items() if "withheld" not in v},
+                "withheld_accounts": {
+                    k: v["withheld"] for k, v in verdict.items() if "withheld" in v
+                },
+            },
+            allow_retries=False,
+        )
+
+
+def _reason(what: dict[str, Any]) -> str:
+    """What the server said (msg_cd and msg1 are in the error's text) or why it was withheld."""
+    return str(what.get("withheld") or what.get("error"))

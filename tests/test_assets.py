@@ -209,8 +209,8 @@ def test_business_error_names_the_account_and_keeps_earlier_data(
 ) -> None:
     today = today_in_seoul()
     assert materialize(today).success
-    path = ParquetTables(isolated_env).path("asset_categories", today)
-    good = path.read_bytes()
+    earlier = "SELECT * FROM asset_categories WHERE account_id = '12345678-21'"
+    good = query(isolated_env, earlier)
 
     monkeypatch.setenv("KIS_ACCOUNTS", "12345678-01,00000000-01")
     result = materialize(today)
@@ -218,7 +218,7 @@ def test_business_error_names_the_account_and_keeps_earlier_data(
     message = failure_text(result)
     assert "00000000-01" in message and "OPSQ2000" in message
     assert "INVALID_CHECK_ACNO" in message
-    assert path.read_bytes() == good
+    assert query(isolated_env, earlier) == good and len(good) == 17
     # the healthy account's fetch was still landed (3 files: 2 from the first run, 1 now)
     assert len(list(RawLanding(isolated_env).day_dir(today).glob("12345678-01/*.json"))) == 2
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -15,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines.balance import flatten, layouts, schema
+from pipelines.balance import checks, flatten, layouts, schema
 from pipelines.balance.landing import RawLanding, Snapshot, SnapshotError, read_snapshot
 from pipelines.balance.tables import ParquetTables
 from pipelines.kis.client import BalanceResponse, Page
@@ -346,37 +345,50 @@ def test_trailing_zero_decimals_never_escape_as_arrow_errors() -> None:
 
 
 @pytest.mark.parametrize("field", ["real_nass_amt", "pchs_amt"])
-def test_missing_output1_field_is_named(field: str) -> None:
+def test_missing_output1_field_becomes_null_and_is_reported(field: str) -> None:
     body = copy.deepcopy(balance_body(STANDARD, DAY))
     del body["output1"][7][field]
-    with pytest.raises(SnapshotError) as caught:
-        flatten.asset_categories([make_snapshot(STANDARD, body)])
-    message = str(caught.value)
-    assert repr(field) in message and "missing" in message
-    assert STANDARD.id in message and "row 8" in message
+    snap = make_snapshot(STANDARD, body)
+    rows = flatten.asset_categories([snap]).to_pylist()
+    assert rows[7][field] is None
+    assert rows[6][field] == Decimal(body["output1"][6][field])
+    [problem] = checks.field_problems(snap)
+    assert STANDARD.id in problem and "output1" in problem and field in problem
+    assert "NULL" in problem
 
 
-def test_missing_output2_field_is_named() -> None:
+def test_missing_output2_field_becomes_null_and_extra_fields_are_reported() -> None:
     body = copy.deepcopy(balance_body(PRODUCT21, DAY))
     del body["output2"]["tot_asst_amt"]
-    with pytest.raises(SnapshotError) as caught:
-        flatten.account_summary([make_snapshot(PRODUCT21, body)])
-    message = str(caught.value)
-    assert "'tot_asst_amt'" in message and "missing" in message and PRODUCT21.id in message
+    body["output2"]["new_field_amt"] = "12"
+    snap = make_snapshot(PRODUCT21, body)
+    [row] = flatten.account_summary([snap]).to_pylist()
+    assert row["tot_asst_amt"] is None
+    assert row["dncl_amt"] == Decimal(body["output2"]["dncl_amt"])
+    missing, extra = checks.field_problems(snap)
+    assert PRODUCT21.id in missing and "tot_asst_amt missing; stored as NULL" in missing
+    assert "new_field_amt not in the spec" in extra
 
 
-@pytest.mark.parametrize("drop", [1, 3])
+@pytest.mark.parametrize("drop", [2, 3])
 def test_unknown_row_count_is_refused_with_the_raw_file(drop: int) -> None:
     body = copy.deepcopy(balance_body(STANDARD, DAY))
     del body["output1"][:drop]
-    # dated after the layouts before IMA were retired: 19 rows is no layout any more
-    snap = dataclasses.replace(make_snapshot(STANDARD, body), snapshot_date=layouts.BEFORE_IMA)
+    snap = make_snapshot(STANDARD, body)
     with pytest.raises(SnapshotError) as caught:
         flatten.asset_categories([snap])
     message = str(caught.value)
     assert STANDARD.id in message
     assert f"{layouts.STANDARD_20.row_count - drop} rows" in message
     assert str(snap.path) in message
+
+
+def test_a_19_row_answer_today_is_labelled_with_the_old_layout() -> None:
+    body = copy.deepcopy(balance_body(STANDARD, DAY))
+    del body["output1"][layouts.STANDARD_20.position("ima")]
+    rows = flatten.asset_categories([make_snapshot(STANDARD, body)]).to_pylist()
+    assert [r["category_ko"] for r in rows] == [c.ko for c in layouts.STANDARD_19.categories]
+    assert {r["layout"] for r in rows} == {"standard_19"}
 
 
 # -- raw file shapes ------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -109,11 +108,14 @@ def test_same_korean_label_means_same_code_across_layouts() -> None:
 
 def test_layout_names_unique_and_product_codes_claimed_once() -> None:
     assert len({layout.name for layout in KNOWN}) == len(KNOWN)
-    for era in {layout.valid_until for layout in KNOWN}:  # per era: today's, before IMA
-        same_era = [layout for layout in KNOWN if layout.valid_until == era]
+    for current in (True, False):  # per era: today's, before IMA
+        same_era = [layout for layout in KNOWN if layout.current is current]
         claimed = [code for layout in same_era for code in layout.product_codes]
         assert len(set(claimed)) == len(claimed)
         assert sum(1 for layout in same_era if not layout.product_codes) == 1  # one catch-all
+    # product code and row count alone pick exactly one layout
+    keys = [(tuple(sorted(layout.product_codes)), layout.row_count) for layout in KNOWN]
+    assert len(set(keys)) == len(keys)
 
 
 def test_resolve_product21_with_17_rows() -> None:
@@ -127,7 +129,7 @@ def test_resolve_other_products_with_20_rows(product_code: str) -> None:
 
 @pytest.mark.parametrize(
     ("product_code", "row_count"),
-    [("01", 19), ("19", 19), ("01", 17), ("01", 21), ("01", 0), ("21", 16), ("21", 20)],
+    [("01", 18), ("19", 21), ("01", 17), ("01", 16), ("01", 0), ("21", 19), ("21", 20)],
 )
 def test_resolve_refuses_unknown_row_counts(product_code: str, row_count: int) -> None:
     account_id = f"87654321-{product_code}"
@@ -156,20 +158,22 @@ def test_for_product(product_code: str, expected: Layout) -> None:
 
 def test_serves_partitions_product_codes() -> None:
     for code in ("01", "19", "21", "22"):
-        current = [layout for layout in KNOWN if layout.valid_until is None]
+        current = [layout for layout in KNOWN if layout.current]
         assert [layout.name for layout in current if layout.serves(code)] == [
             layouts.for_product(code).name
         ]
     assert PRODUCT21_17.serves("21") and not STANDARD_20.serves("21")
 
 
-def test_layouts_before_ima_apply_only_to_snapshots_before_the_cutoff() -> None:
-    before = layouts.BEFORE_IMA - timedelta(days=1)
-    assert layouts.resolve("01", 19, account_id="a", snapshot_date=before).name == "standard_19"
-    assert layouts.resolve("21", 16, account_id="a", snapshot_date=before).name == "product21_16"
-    for day in (layouts.BEFORE_IMA, None):  # a current response that lost a row is refused
-        with pytest.raises(layouts.UnknownLayoutError, match="19 rows"):
-            layouts.resolve("01", 19, account_id="a", snapshot_date=day)
+def test_layouts_before_ima_apply_on_any_date_by_row_count() -> None:
+    """KIS's own published sample answer has 19 rows: an old answer is labelled, not refused."""
+    assert layouts.resolve("01", 19, account_id="a").name == "standard_19"
+    assert layouts.resolve("21", 16, account_id="a").name == "product21_16"
+    assert not layouts.STANDARD_19.current and not layouts.PRODUCT21_16.current
+    # the sample's positions: 해외주식 row 8, 외화 row 16, 예수금 row 17, 합계 row 19
+    sample = {"overseas_stock": 8, "foreign_currency": 16, "cash_deposit_cma": 17, "total": 19}
+    for code, row in sample.items():
+        assert layouts.STANDARD_19.position(code) == row - 1
     # today's layouts without the IMA row; only the cash row was named 예수금+CMA before
     cash = {"cash_deposit", "cash_deposit_cma"}
     for old, new in ((layouts.STANDARD_19, STANDARD_20), (layouts.PRODUCT21_16, PRODUCT21_17)):

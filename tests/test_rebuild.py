@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.balance.fetch import today_in_seoul
@@ -34,6 +36,28 @@ def stand_in(monkeypatch: pytest.MonkeyPatch, simulator: Simulator) -> Simulator
     return simulator
 
 
+def test_a_total_that_does_not_add_up_warns_and_is_written(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, stand_in: Simulator
+) -> None:
+    monkeypatch.setenv("KIS_ENV", "real")
+    today = today_in_seoul()
+    stand_in.faults = FaultPlan.parse("12345678-21:bad_total=5")
+    result = run([today])
+    assert result.success, failure_text(result)
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
+    total = evaluations[("asset_categories", "total_row_is_sum")]
+    assert total.passed is False and total.severity == dg.AssetCheckSeverity.WARN
+    [problem] = total.metadata["problems"].value
+    assert "12345678-21" in problem and "off by 5" in problem
+    assert evaluations[("account_summary", "total_assets_match")].passed is False
+    assert evaluations[("asset_categories", "known_layout")].passed is True
+    with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT count(DISTINCT account_id) FROM account_summary").fetchone() == (2,)
+
+
 def test_a_blocking_check_stops_the_write_and_the_views(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch, stand_in: Simulator
 ) -> None:
@@ -42,31 +66,31 @@ def test_a_blocking_check_stops_the_write_and_the_views(
     instance = dg.DagsterInstance.ephemeral()
     assert run([today], instance).success
     tables = ParquetTables(isolated_env)
+    odd = pa.table({"account_id": ["x"]})
+    pq.write_table(odd, tables.path("account_summary", today))
     before = tables.path("asset_categories", today).read_bytes()
     warehouse_before = (isolated_env / "warehouse.duckdb").stat().st_mtime_ns
 
-    stand_in.faults = FaultPlan.parse("12345678-21:bad_total=5")
     result = run([today], instance)
     assert not result.success
     description = failure_text(result)
-    assert "total_row_is_sum" in description and "12345678-21" in description
-    assert "off by 5" in description and "nothing was written" in description
+    assert "schema_unchanged" in description and "nothing was written" in description
     assert tables.path("asset_categories", today).read_bytes() == before
+    assert pq.read_table(tables.path("account_summary", today)).equals(odd)
     assert (isolated_env / "warehouse.duckdb").stat().st_mtime_ns == warehouse_before
     evaluations = {
         (e.asset_key.to_user_string(), e.check_name): e.passed
         for e in result.get_asset_check_evaluations()
     }
-    assert evaluations[("asset_categories", "total_row_is_sum")] is False
-    assert evaluations[("account_summary", "total_assets_match")] is False
-    assert evaluations[("asset_categories", "known_layout")] is True
+    assert evaluations[("account_summary", "schema_unchanged")] is False
+    assert evaluations[("asset_categories", "schema_unchanged")] is True
 
 
 def test_checks_pass_and_are_recorded_on_a_good_run(isolated_env: Path) -> None:
     result = run([today_in_seoul()])
     assert result.success
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 10 and all(e.passed for e in evaluations)
+    assert len(evaluations) == 14 and all(e.passed for e in evaluations)
 
 
 def test_a_30_day_range_rebuilds_from_raw_in_one_run_byte_for_byte(

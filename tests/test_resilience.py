@@ -7,14 +7,16 @@ import subprocess
 import sys
 import threading
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 import requests
 
+from pipelines.balance import layouts
 from pipelines.balance.fetch import today_in_seoul
 from pipelines.balance.landing import RawLanding, read_snapshot
-from pipelines.balance.tables import ParquetTables
 from pipelines.kis.client import Credentials, KisClient, KisGatewayError
 from pipelines.kis.faults import FaultPlan, FaultSpecError
 from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
@@ -254,41 +256,139 @@ def test_accounts_file_with_two_keys_fetches_everything_once_per_key(
             assert SECRET.encode() not in path.read_bytes(), path
 
 
-def test_one_failing_account_is_named_and_nothing_good_is_lost(
+def views(data_root: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(data_root / "warehouse.duckdb"), read_only=True) as con:
+        return con.sql(sql).fetchall()
+
+
+def test_one_failing_account_is_named_and_the_others_reach_the_views(
     real_mode: Simulator, isolated_env: Path
 ) -> None:
     today = today_in_seoul()
-    assert materialize(today).success
-    tables = ParquetTables(isolated_env)
-    before = tables.path("asset_categories", today).read_bytes()
-
     real_mode.faults = FaultPlan.parse("87654321-01:business_error")
     result = materialize(today)
     assert not result.success
     description, metadata = failure(result)
     assert "1 of 3 accounts failed" in description and "87654321-01" in description
+    assert "OPSQ2002" in description
     assert metadata["failed_accounts"]["87654321-01"]["msg_cd"] == "OPSQ2002"
     assert (
         metadata["failed_accounts"]["87654321-01"]["msg1"] == "ERROR : 조회 권한이 없는 계좌입니다"
     )
-    assert sorted(metadata["landed_accounts"]) == ["12345678-01", "12345678-21"]
-    assert tables.path("asset_categories", today).read_bytes() == before
+    # the healthy accounts are written, in the views and in the report all the same
+    assert views(isolated_env, "SELECT account_id FROM account_summary ORDER BY 1") == [
+        ("12345678-01",),
+        ("12345678-21",),
+    ]
+    assert (isolated_env / "reports" / f"portfolio-{today}.html").exists()
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations["every_account_captured"] is False
 
 
-def test_a_changed_row_count_is_landed_and_refused_by_name(
+def test_a_failed_refetch_keeps_the_accounts_earlier_answer(
     real_mode: Simulator, isolated_env: Path
 ) -> None:
     today = today_in_seoul()
     assert materialize(today).success
-    before = ParquetTables(isolated_env).path("asset_categories", today).read_bytes()
-    real_mode.faults = FaultPlan.parse("12345678-21:row_count")
+    before = views(isolated_env, "SELECT * FROM asset_categories WHERE account_id = '87654321-01'")
+    real_mode.faults = FaultPlan.parse("87654321-01:business_error")
+    result = materialize(today)
+    assert not result.success and "87654321-01" in failure(result)[0]
+    after = views(isolated_env, "SELECT * FROM asset_categories WHERE account_id = '87654321-01'")
+    assert after == before and len(after) == 20
+
+
+def test_a_row_count_no_layout_has_withholds_only_that_account(
+    real_mode: Simulator, isolated_env: Path
+) -> None:
+    today = today_in_seoul()
+    real_mode.faults = FaultPlan.parse("12345678-21:extra_row")
     result = materialize(today)
     assert not result.success
-    description, _ = failure(result)
-    for part in ("12345678-21", "16 rows", "'21'", "product21_17", "standard_20"):
+    description, metadata = failure(result)
+    for part in ("12345678-21", "18 rows", "'21'", "product21_17", "standard_20"):
         assert part in description
-    assert len(RawLanding(isolated_env).all_files(today)) == 6  # the odd answer was kept
-    assert ParquetTables(isolated_env).path("asset_categories", today).read_bytes() == before
+    assert list(metadata["withheld_accounts"]) == ["12345678-21"]
+    assert len(RawLanding(isolated_env).all_files(today)) == 3  # the odd answer was kept
+    counts = views(
+        isolated_env, "SELECT account_id, count(*) FROM asset_categories GROUP BY 1 ORDER BY 1"
+    )
+    assert counts == [("12345678-01", 20), ("87654321-01", 20)]
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations["known_layout"] is False and evaluations["exact_amounts"] is True
+
+    # the layout becomes known (here: the answer is fixed by hand); a rebuild labels the day
+    [odd] = RawLanding(isolated_env).day_dir(today).glob("12345678-21/*.json")
+    envelope = json.loads(odd.read_text())
+    body = json.loads(envelope["pages"][0]["body"])
+    del body["output1"][-2]
+    envelope["pages"][0]["body"] = json.dumps(body, ensure_ascii=False)
+    odd.write_text(json.dumps(envelope, ensure_ascii=False))
+    real_mode.faults = FaultPlan.parse("*:business_error")  # no live answer this time
+    result = materialize(today)
+    counts = views(
+        isolated_env, "SELECT account_id, count(*) FROM asset_categories GROUP BY 1 ORDER BY 1"
+    )
+    assert ("12345678-21", 17) in counts
+
+
+def test_old_layout_and_summed_foreign_currency_land_with_warnings(
+    real_mode: Simulator, isolated_env: Path
+) -> None:
+    """KIS's own 19-row sample layout, frcr_evlu_tota as the sum of every foreign row, and a
+    normal account: all three in the views, exact, and the run succeeds with warnings."""
+    today = today_in_seoul()
+    real_mode.faults = FaultPlan.parse("12345678-01:row_count,87654321-01:fx_sum")
+    result = materialize(today)
+    assert result.success, failure(result)
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
+    failed = sorted(key for key, e in evaluations.items() if not e.passed)
+    assert failed == [
+        ("account_summary", "output2_matches_rows"),
+        ("asset_categories", "current_layout"),
+    ]
+    assert all(evaluations[key].severity.value == "WARN" for key in failed)
+    [old] = evaluations[("asset_categories", "current_layout")].metadata["problems"].value
+    assert "12345678-01" in old and "standard_19" in old
+    [fx] = evaluations[("account_summary", "output2_matches_rows")].metadata["problems"].value
+    assert "87654321-01" in fx and "frcr_evlu_tota" in fx
+
+    labels = views(
+        isolated_env,
+        "SELECT category_ko FROM asset_categories WHERE account_id = '12345678-01' "
+        "ORDER BY category_seq",
+    )
+    assert [label for (label,) in labels] == [c.ko for c in layouts.STANDARD_19.categories]
+    landing = RawLanding(isolated_env)
+    for path in landing.latest_files(today):
+        snap = read_snapshot(path)
+        [(total, frcr)] = views(
+            isolated_env,
+            "SELECT tot_asst_amt::VARCHAR, frcr_evlu_tota::VARCHAR FROM account_summary "
+            f"WHERE account_id = '{snap.account.id}'",
+        )
+        assert Decimal(total) == Decimal(snap.output2["tot_asst_amt"])
+        assert Decimal(frcr) == Decimal(snap.output2["frcr_evlu_tota"])
+        [(rows, evaluated)] = views(
+            isolated_env,
+            "SELECT count(*), sum(evlu_amt) FILTER (NOT is_total)::VARCHAR FROM asset_categories "
+            f"WHERE account_id = '{snap.account.id}'",
+        )
+        assert rows == len(snap.output1)
+        assert Decimal(evaluated) == sum(Decimal(r["evlu_amt"]) for r in snap.output1[:-1])
+    fx_rows = views(
+        isolated_env,
+        "SELECT sum(evlu_amt)::VARCHAR FROM asset_categories WHERE account_id = '87654321-01' "
+        "AND category_code IN ('fx_short_term_bond', 'fx_els_dls', 'foreign_currency')",
+    )
+    [(frcr,)] = views(
+        isolated_env,
+        "SELECT frcr_evlu_tota::VARCHAR FROM account_summary WHERE account_id = '87654321-01'",
+    )
+    assert Decimal(fx_rows[0][0]) == Decimal(frcr) > 0
 
 
 def test_embedded_simulator_faults_from_the_environment(

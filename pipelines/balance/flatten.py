@@ -1,7 +1,8 @@
 """Snapshots → tidy Arrow tables: output1 as one labelled row per category, output2 as one row.
 
 Amount strings become exact decimals; a value that is not a number, or that would lose digits,
-is refused with the account, field and row named.
+is refused with the account, field and row named. A field the answer leaves out, or sends
+blank, is a missing value (NULL); the checks report it.
 """
 
 from __future__ import annotations
@@ -44,11 +45,10 @@ def parse_amount(value: Any, *, where: str) -> Decimal | None:
 
 
 def _field(row: Any, name: str, *, where: str) -> Any:
+    """A row's value, "" (NULL) where the field is absent; a row that is no object is refused."""
     if not isinstance(row, dict):
         raise SnapshotError(f"{where}: expected an object, got {row!r}")
-    if name not in row:
-        raise SnapshotError(f"{where}: field {name!r} is missing")
-    return row[name]
+    return row.get(name, "")
 
 
 _MISSING = object()
@@ -102,8 +102,7 @@ def asset_categories(snapshots: Iterable[Snapshot]) -> pa.Table:
         labels["fetched_at"] += [snap.fetched_at] * n
         for name in OUTPUT1_FIELDS:
             labels[name] += [
-                row.get(name, _MISSING) if isinstance(row, dict) else _MISSING
-                for row in snap.output1
+                row.get(name, "") if isinstance(row, dict) else _MISSING for row in snap.output1
             ]
     try:
         amounts = {name: _amount_column(labels.pop(name)) for name in OUTPUT1_FIELDS}
@@ -121,10 +120,7 @@ def asset_categories(snapshots: Iterable[Snapshot]) -> pa.Table:
 def _layout(snap: Snapshot) -> layouts.Layout:
     try:
         return layouts.resolve(
-            snap.account.product_code,
-            len(snap.output1),
-            account_id=snap.account.id,
-            snapshot_date=snap.snapshot_date,
+            snap.account.product_code, len(snap.output1), account_id=snap.account.id
         )
     except layouts.UnknownLayoutError as error:
         raise SnapshotError(f"{error} (raw file: {snap.path})") from None
@@ -166,7 +162,7 @@ def account_summary(snapshots: Sequence[Snapshot]) -> pa.Table:
         amounts = {
             name: _amount_column(
                 [
-                    s.output2.get(name, _MISSING) if isinstance(s.output2, dict) else _MISSING
+                    s.output2.get(name, "") if isinstance(s.output2, dict) else _MISSING
                     for s in snapshots
                 ]
             )

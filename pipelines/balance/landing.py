@@ -78,6 +78,14 @@ class RawLanding:
         newest = (max(d.glob("*.json"), default=None) for d in sorted(day.iterdir()) if d.is_dir())
         return [path for path in newest if path is not None]
 
+    def answers_by_account(self, snapshot_date: date) -> dict[str, list[Path]]:
+        """Every landed file of a day by account, newest first."""
+        day = self.day_dir(snapshot_date)
+        if not day.is_dir():
+            return {}
+        answers = {d.name: sorted(d.glob("*.json"), reverse=True) for d in sorted(day.iterdir())}
+        return {account: files for account, files in answers.items() if files}
+
     def all_files(self, snapshot_date: date) -> list[Path]:
         return sorted(self.day_dir(snapshot_date).glob("*/*.json"))
 

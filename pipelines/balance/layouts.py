@@ -2,14 +2,14 @@
 
 Each layout is data: the product codes and row count that select it, and its rows in order.
 Labels are spelled as the vendor's spec spelled them; `category_code` names a concept, shared
-by every layout that has it, and `ASSET_CLASSES` rolls concepts up across layouts. Adding a
-layout is adding an entry to `KNOWN`.
+by every layout that has it, and `ASSET_CLASSES` rolls concepts up across layouts. A layout is
+chosen by product code and row count alone, on any date. Adding a layout is adding an entry to
+`KNOWN`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 
 #: category_code → asset class: one allocation model for every layout.
 ASSET_CLASSES: dict[str, str] = {
@@ -62,8 +62,8 @@ class Layout:
     #: by another layout".
     product_codes: frozenset[str]
     categories: tuple[Category, ...]
-    #: Snapshots dated before this day only (layouts the service no longer sends).
-    valid_until: date | None = None
+    #: False for a layout the current spec no longer lists: still labelled, with a warning.
+    current: bool = True
 
     @property
     def row_count(self) -> int:
@@ -73,9 +73,6 @@ class Layout:
         if self.product_codes:
             return product_code in self.product_codes
         return not any(product_code in other.product_codes for other in KNOWN)
-
-    def valid_on(self, day: date | None) -> bool:
-        return self.valid_until is None or (day is not None and day < self.valid_until)
 
     def position(self, code: str) -> int | None:
         """0-based row index of a category, or None if this layout has no such row."""
@@ -141,16 +138,14 @@ PRODUCT21_17 = Layout(
     ),
 )
 
-#: The spec's layouts before IMA was added, as the earlier spec page listed them (the same
-#: order survives in several public client libraries). When the service switched is not
-#: known; they are accepted only for snapshots before 2026, so a current response that lost
-#: a row is refused rather than read as an old layout.
-BEFORE_IMA = date(2026, 1, 1)
-
+#: The layouts before IMA was added, as the earlier spec page listed them; the vendor's own
+#: published sample answer has this 19-row order (해외주식 row 8, 외화 16, 예수금 17, 합계 19).
+#: When the service switched, and whether every account did, is not known: an answer of 19
+#: rows (16 for product code 21) is labelled with these on any date, and flagged as old.
 STANDARD_19 = Layout(
     name="standard_19",
     product_codes=frozenset(),
-    valid_until=BEFORE_IMA,
+    current=False,
     categories=_categories(
         ("stock", "주식", "Stocks"),
         ("fund_mmw", "펀드/MMW", "Funds/MMW"),
@@ -177,7 +172,7 @@ STANDARD_19 = Layout(
 PRODUCT21_16 = Layout(
     name="product21_16",
     product_codes=frozenset({"21"}),
-    valid_until=BEFORE_IMA,
+    current=False,
     categories=_categories(
         ("beneficiary_certificate", "수익증권", "Beneficiary certificates (funds)"),
         ("bond", "채권", "Bonds"),
@@ -204,42 +199,33 @@ KNOWN: tuple[Layout, ...] = (STANDARD_20, PRODUCT21_17, STANDARD_19, PRODUCT21_1
 
 def for_product(product_code: str) -> Layout:
     """The layout the service currently sends for an account product code."""
-    return next(
-        layout for layout in KNOWN if layout.serves(product_code) and layout.valid_until is None
-    )
+    return next(layout for layout in KNOWN if layout.serves(product_code) and layout.current)
 
 
-def find(product_code: str, row_count: int, snapshot_date: date | None = None) -> Layout | None:
-    """The layout keyed by product code and row count (and date), if there is one."""
+def find(product_code: str, row_count: int) -> Layout | None:
+    """The layout keyed by product code and row count, if there is one."""
     return next(
         (
             layout
             for layout in KNOWN
-            if layout.serves(product_code)
-            and layout.row_count == row_count
-            and layout.valid_on(snapshot_date)
+            if layout.serves(product_code) and layout.row_count == row_count
         ),
         None,
     )
 
 
-def resolve(
-    product_code: str, row_count: int, *, account_id: str, snapshot_date: date | None = None
-) -> Layout:
+def resolve(product_code: str, row_count: int, *, account_id: str) -> Layout:
     """The layout for a response, keyed by product code and row count, or a clear refusal."""
-    layout = find(product_code, row_count, snapshot_date)
+    layout = find(product_code, row_count)
     if layout:
         return layout
     known = ", ".join(
         f"{layout.name} ({layout.row_count} rows, product codes "
-        f"{'/'.join(sorted(layout.product_codes)) or 'any other'}"
-        + (f", before {layout.valid_until}" if layout.valid_until else "")
-        + ")"
+        f"{'/'.join(sorted(layout.product_codes)) or 'any other'})"
         for layout in KNOWN
     )
     raise UnknownLayoutError(
-        f"account {account_id}: output1 has {row_count} rows for product code {product_code!r}"
-        + (f" on {snapshot_date}" if snapshot_date else "")
-        + f", which matches no known layout; known layouts: {known}. The raw response is kept; "
-        "add the new layout to pipelines/balance/layouts.py to label it."
+        f"account {account_id}: output1 has {row_count} rows for product code {product_code!r}, "
+        f"which matches no known layout; known layouts: {known}. The raw answer is kept; "
+        "add the new layout to pipelines/balance/layouts.py and rebuild the day to label it."
     )

@@ -1,9 +1,11 @@
-"""The tidy step for one or many days: landed raw → checked tables → Parquet, all or nothing.
+"""The tidy step for one or many days: landed raw → checked tables → Parquet.
 
-Each day is locked from reading its raw files to writing its two tables, so concurrent runs
-of the same day cannot leave tables built from different fetches. If a blocking check fails
-on any day, nothing is written and every earlier file stays as it was. Closed months that
-changed are then compacted (compaction.py).
+Each account is decided on its own: its newest landed answer that can be labelled exactly is
+used, an answer that cannot is withheld (and named), and the other accounts are written. Each
+day is locked from reading its raw files to writing its two tables, so concurrent runs of the
+same day cannot leave tables built from different fetches. Only a blocking check (a schema that
+changed) keeps a day from being written, and then nothing is written and every earlier file
+stays as it was. Closed months that changed are then compacted (compaction.py).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.balance import checks, flatten, layouts
 from pipelines.balance.compaction import CompactedMonths
 from pipelines.balance.fetch import MissingRawError, today_in_seoul
 from pipelines.balance.files import locked
-from pipelines.balance.landing import RawLanding, Snapshot, read_snapshot
+from pipelines.balance.landing import RawLanding, Snapshot, SnapshotError, read_snapshot
 from pipelines.balance.tables import ParquetTables
 
 
@@ -30,7 +33,10 @@ class TidyResult:
     outcomes: list[checks.Outcome] = field(default_factory=list)
     written: dict[str, list[Path]] = field(default_factory=dict)
     compacted: list[Path] = field(default_factory=list)
+    #: Accounts with rows in the tables.
     accounts: set[str] = field(default_factory=set)
+    #: "YYYY-MM-DD account" → why that account's newest answer of the day was withheld.
+    withheld: dict[str, str] = field(default_factory=dict)
 
     @property
     def blocked(self) -> list[checks.Outcome]:
@@ -40,16 +46,115 @@ class TidyResult:
         return sum(t.num_rows for t in self.tables.get(table, []))
 
 
-def _labelled(snapshot: Snapshot) -> bool:
-    """Has a known layout; the others are reported by the known_layout check, not flattened."""
-    return (
-        layouts.find(snapshot.account.product_code, len(snapshot.output1), snapshot.snapshot_date)
-        is not None
+def flatten_tables(snapshots: list[Snapshot]) -> dict[str, pa.Table]:
+    return {
+        "asset_categories": flatten.asset_categories(snapshots),
+        "account_summary": flatten.account_summary(snapshots),
+    }
+
+
+def _held(check_name: str, snap: Snapshot | Path, error: Exception) -> checks.Withheld:
+    path = snap.path if isinstance(snap, Snapshot) else snap
+    text = str(error)
+    if str(path) not in text:
+        text += f" (raw file: {path})"
+    return checks.Withheld(check_name, path.parent.name, text)
+
+
+def accept(
+    snapshots: list[Snapshot],
+) -> tuple[dict[str, pa.Table], list[Snapshot], list[checks.Withheld]]:
+    """The tables of every snapshot that can be labelled exactly, and the others withheld.
+
+    All snapshots are flattened together (the fast path); only when that fails is each one
+    flattened alone, to find which accounts to withhold.
+    """
+    labelled, held = [], []
+    for snap in snapshots:
+        try:
+            layouts.resolve(
+                snap.account.product_code, len(snap.output1), account_id=snap.account.id
+            )
+            labelled.append(snap)
+        except layouts.UnknownLayoutError as error:
+            held.append(_held("known_layout", snap, error))
+    try:
+        return flatten_tables(labelled), labelled, held
+    except SnapshotError:
+        pass
+    exact = []
+    for snap in labelled:
+        try:
+            flatten_tables([snap])
+            exact.append(snap)
+        except SnapshotError as error:
+            held.append(_held("exact_amounts", snap, error))
+    return flatten_tables(exact), exact, held
+
+
+@dataclass
+class DayTables:
+    tables: dict[str, pa.Table]
+    snapshots: list[Snapshot]
+    #: What was withheld, each account's newest answer first.
+    withheld: list[checks.Withheld]
+
+
+def day_tables(landing: RawLanding, day: date) -> DayTables:
+    """One day's tables from each account's newest answer that can be labelled exactly.
+
+    An account whose newest answer is withheld keeps its newest earlier answer of the same day
+    that can be labelled (so a bad re-fetch never erases good rows); the withheld answer is
+    named either way.
+    """
+    pending = {account: list(files) for account, files in landing.answers_by_account(day).items()}
+    chosen: list[Snapshot] = []
+    withheld: list[checks.Withheld] = []
+    tables: dict[str, pa.Table] | None = None
+    first_round = True
+    while pending:
+        batch = []
+        for files in pending.values():
+            path = files.pop(0)
+            try:
+                batch.append(read_snapshot(path))
+            except SnapshotError as error:
+                withheld.append(_held("known_layout", path, error))
+        accepted_tables, accepted, held = accept(batch)
+        withheld += held
+        chosen += accepted
+        if first_round and not withheld:
+            tables = accepted_tables  # the usual day: every newest answer is good
+        first_round = False
+        done = {s.account.id for s in accepted}
+        pending = {a: files for a, files in pending.items() if files and a not in done}
+    withheld = [_fate(held, chosen) for held in withheld]
+    if tables is None:
+        chosen.sort(key=lambda s: s.account.id)
+        tables = flatten_tables(chosen)
+    return DayTables(tables, chosen, withheld)
+
+
+def _fate(held: checks.Withheld, chosen: list[Snapshot]) -> checks.Withheld:
+    """The reason, plus what the day keeps for that account instead."""
+    kept = next((s for s in chosen if s.account.id == held.account_id), None)
+    fate = (
+        f"; the day keeps its earlier answer {kept.path.name}"
+        if kept
+        else "; the account has no rows for the day until it is rebuilt"
     )
+    return checks.Withheld(held.check_name, held.account_id, held.reason + fate)
+
+
+def _without(table: pa.Table, accounts: set[str]) -> pa.Table:
+    if not accounts:
+        return table
+    keep = pc.invert(pc.is_in(table["account_id"], pa.array(sorted(accounts), pa.string())))
+    return table.filter(keep)
 
 
 def build_days(data_root: Path, days: list[date]) -> TidyResult:
-    """Flatten and check every day from its newest landed raw files; write if all pass."""
+    """Flatten and check every day from its landed raw files; write unless a check blocks."""
     landing, store = RawLanding(data_root), ParquetTables(data_root)
     missing = [day for day in days if not landing.latest_files(day)]
     if missing:
@@ -63,27 +168,31 @@ def build_days(data_root: Path, days: list[date]) -> TidyResult:
     with contextlib.ExitStack() as stack:
         for day in result.days:  # in date order, so two runs never wait on each other in a cycle
             stack.enter_context(locked(data_root / ".locks" / f"tidy-{day}.lock"))
-        day_tables: dict[date, dict[str, pa.Table]] = {}
+        written: dict[date, dict[str, pa.Table]] = {}
         for day in result.days:
-            snapshots = [read_snapshot(path) for path in landing.latest_files(day)]
-            labelled = [s for s in snapshots if _labelled(s)]
-            tables = {
-                "asset_categories": flatten.asset_categories(labelled),
-                "account_summary": flatten.account_summary(labelled),
-            }
-            existing = {name: store.path(name, day) for name in tables}
-            for outcome in checks.run(snapshots, tables, existing=existing):
+            built = day_tables(landing, day)
+            existing = {name: store.path(name, day) for name in built.tables}
+            outcomes = checks.run(
+                built.snapshots, built.tables, withheld=built.withheld, existing=existing
+            )
+            late = set().union(*(o.withheld for o in outcomes))
+            tables = {name: _without(t, late) for name, t in built.tables.items()}
+            for outcome in outcomes:
                 merged[(outcome.check.table, outcome.check.name)].problems += [
                     f"{day}: {text}" for text in outcome.problems
                 ]
-            day_tables[day] = tables
-            result.accounts.update(s.account.id for s in snapshots)
+            for held in built.withheld:
+                result.withheld.setdefault(f"{day} {held.account_id}", held.reason)
+            for account in late:
+                result.withheld.setdefault(f"{day} {account}", "duplicate rows")
+            written[day] = tables
+            result.accounts.update(tables["account_summary"]["account_id"].to_pylist())
             for name, table in tables.items():
                 result.tables.setdefault(name, []).append(table)
         result.outcomes = list(merged.values())
         if result.blocked:
             return result
-        for day, tables in day_tables.items():
+        for day, tables in written.items():
             for name, table in tables.items():
                 result.written.setdefault(name, []).append(store.write(name, day, table))
     # after the day locks: a closed month that changed (or just closed) becomes one file again

@@ -23,7 +23,9 @@ KINDS: dict[str, str] = {
     "hang": "answer only after ARG seconds (default 30)",
     "business_error": "rt_cd 1 with msg_cd OPSQ2002 (not transient)",
     "pages": "output1 split over ARG pages (default 2), continued with tr_cont",
-    "row_count": "output1 with the IMA row left out (the 19/16-row count of the earlier spec)",
+    "row_count": "output1 with the IMA row left out (the 19/16-row layout of KIS's sample)",
+    "extra_row": "output1 with one zero row more before 합계 (a row count no layout has)",
+    "fx_sum": "holds every foreign-currency row, and frcr_evlu_tota is their sum",
     "bad_total": "the 합계 row's evlu_amt off by ARG won (default 1): totals no longer add up",
 }
 DEFAULT_ARGS = {"hang": 30.0, "pages": 2.0, "bad_total": 1.0}

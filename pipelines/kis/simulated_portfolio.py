@@ -18,6 +18,7 @@ from pipelines.balance import layouts
 from pipelines.kis.protocol import OUTPUT2_FIELDS, Account
 
 CASH_CODES = frozenset({"cash_deposit", "cash_deposit_cma", "subscription_deposit"})
+FOREIGN_CODES = ("fx_short_term_bond", "fx_els_dls", "foreign_currency")
 SIX_DECIMAL_FIELDS = frozenset({"nass_tot_amt", "ovrs_stck_evlu_amt1", "ovrs_bond_evlu_amt"})
 WHALE_TOTAL = 9_600_000_000_000_000_000  # 19 digits, above int64's 9,223,372,036,854,775,807
 
@@ -145,3 +146,40 @@ def _output2(
         )
         for name in OUTPUT2_FIELDS
     }
+
+
+def foreign_rows_summed(account: Account, body: dict[str, Any]) -> dict[str, Any]:
+    """The body with every foreign-currency row held, and frcr_evlu_tota the sum of them all:
+    a reading of 외화평가총액 that KIS's one published sample does not rule out."""
+    layout = layouts.for_product(account.product_code)
+    rows = _amounts(body)
+    foreign = [i for i in map(layout.position, FOREIGN_CODES) if i is not None]
+    for n, index in enumerate(foreign):
+        rows[index] = {"pchs": 3_000_000 * (n + 1), "evlu": 3_100_000 * (n + 1), "loan": 0}
+    body = _with_rows(body, rows)
+    body["output2"]["frcr_evlu_tota"] = str(sum(rows[i]["evlu"] for i in foreign))
+    return body
+
+
+def without_ima(account: Account, body: dict[str, Any]) -> dict[str, Any]:
+    """The body in the layout before IMA (KIS's published sample): the IMA row taken out and
+    the 합계 row and tot_asst_amt summed again without it."""
+    ima = layouts.for_product(account.product_code).position("ima")
+    assert ima is not None, "every current layout has an IMA row"
+    rows = _amounts(body)
+    del rows[ima]
+    return _with_rows(body, rows)
+
+
+def _amounts(body: dict[str, Any]) -> list[dict[str, int]]:
+    """output1's rows before 합계 as purchase, value and loan in won."""
+    return [
+        {"pchs": int(r["pchs_amt"]), "evlu": int(r["evlu_amt"]), "loan": int(r["crdt_lnd_amt"])}
+        for r in body["output1"][:-1]
+    ]
+
+
+def _with_rows(body: dict[str, Any], rows: list[dict[str, int]]) -> dict[str, Any]:
+    output1 = output1_rows(rows)
+    output2 = {**body["output2"], "tot_asst_amt": output1[-1]["evlu_amt"]}
+    return {**body, "output1": output1, "output2": output2}

@@ -23,11 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pipelines.balance import layouts
 from pipelines.kis import protocol
 from pipelines.kis.faults import KINDS, Fault, FaultPlan, FaultSpecError
 from pipelines.kis.protocol import Account
-from pipelines.kis.simulated_portfolio import balance_body
+from pipelines.kis.simulated_portfolio import balance_body, foreign_rows_summed, without_ima
 from pipelines.kis.tokens import SEOUL
 
 TOKEN_LIFETIME = timedelta(hours=24)
@@ -217,12 +216,15 @@ class Simulator:
             self.requests["fault_bad_total"] += 1
             total = body["output1"][-1]
             total["evlu_amt"] = str(int(total["evlu_amt"]) + int(fault.arg or 1))
-        fault = self.faults.take(account.id, {"row_count"})
-        if fault:
+        if self.faults.take(account.id, {"fx_sum"}):
+            self.requests["fault_fx_sum"] += 1
+            body = foreign_rows_summed(account, body)
+        if self.faults.take(account.id, {"row_count"}):
             self.requests["fault_row_count"] += 1
-            ima = layouts.for_product(account.product_code).position("ima")
-            assert ima is not None, "every current layout has an IMA row"
-            del body["output1"][ima]
+            body = without_ima(account, body)
+        if self.faults.take(account.id, {"extra_row"}):
+            self.requests["fault_extra_row"] += 1
+            body["output1"].insert(-1, dict.fromkeys(body["output1"][-1], "0"))
         return self._page(headers, account, body)
 
     def _page(self, headers: Any, account: Account, body: dict[str, Any]) -> Reply:
