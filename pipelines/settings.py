@@ -8,6 +8,7 @@ KIS_ACCOUNTS_FILE  TOML file of accounts, each may name the env vars holding its
 KIS_CUSTTYPE       P (default) or B; B needs KIS_PERSONALSECKEY, KIS_PHONE_NUMBER, KIS_IP_ADDR
                    (KIS_SEQ_NO defaults to 001, KIS_MAC_ADDRESS is optional).
 KIS_RATE_LIMIT     requests per second per app key (default 18; KIS allows 20).
+KIS_KEYS_IN_FLIGHT app keys fetched side by side in one run (default 8).
 KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/kis/faults.py).
 KIS_DATA_ROOT      where raw JSON, Parquet and the warehouse live (default: data/ in the repo).
 KIS_TARGETS_FILE   optional TOML of target weights per asset class (allocation_drift view).
@@ -34,6 +35,7 @@ SIM_CREDENTIALS = Credentials("SIMULATOR-APP-KEY", "SIMULATOR-APP-SECRET")
 SIM_ACCOUNTS = (Account("12345678", "01"), Account("12345678", "21"))
 ENVS = ("sim", "real")
 ACCOUNT_FILE_KEYS = frozenset({"id", "app_key_env", "app_secret_env"})
+DEFAULT_KEYS_IN_FLIGHT = 8
 
 
 class SettingsError(ValueError):
@@ -52,6 +54,8 @@ class Settings:
     account_credentials: Mapping[Account, Credentials] = field(default_factory=dict, repr=False)
     corporate: CorporateIdentity | None = None
     rate_limit: float = DEFAULT_RATE
+    #: App keys fetched side by side; each key's accounts go one after another.
+    keys_in_flight: int = DEFAULT_KEYS_IN_FLIGHT
     sim_faults: str = ""
     targets_file: Path | None = None
 
@@ -125,6 +129,7 @@ class Settings:
             account_credentials=own_keys,
             corporate=_corporate(values) if custtype == "B" else None,
             rate_limit=_rate_limit(values.get("KIS_RATE_LIMIT")),
+            keys_in_flight=_keys_in_flight(values.get("KIS_KEYS_IN_FLIGHT")),
             sim_faults=sim_faults,
             targets_file=(
                 Path(values["KIS_TARGETS_FILE"]).expanduser().resolve()
@@ -217,3 +222,13 @@ def _rate_limit(text: str | None) -> float:
     if not 0 < rate <= 1000:
         raise SettingsError(f"KIS_RATE_LIMIT={text!r}: expected requests per second, e.g. 18")
     return rate
+
+
+def _keys_in_flight(text: str | None) -> int:
+    if not text:
+        return DEFAULT_KEYS_IN_FLIGHT
+    if not (text.strip().isdigit() and 1 <= int(text) <= 256):
+        raise SettingsError(
+            f"KIS_KEYS_IN_FLIGHT={text!r}: expected how many app keys to fetch at once, 1 to 256"
+        )
+    return int(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from pipelines.balance.landing import RawLanding
 from pipelines.kis import ratelimit, simulator
 from pipelines.kis.client import Credentials, KisClient
-from pipelines.kis.protocol import KisError
+from pipelines.kis.protocol import Account, KisError
 from pipelines.kis.tokens import SEOUL, TokenCache
 from pipelines.settings import Settings
 
@@ -128,23 +129,42 @@ def fetch_and_land(
     sim_as_of: date | None = None,
     token_cache: TokenCache | None = None,
 ) -> LandingReport:
-    """Fetch every account, one client per app key, and land each answer as it arrives.
+    """Fetch every account and land each answer as it arrives.
 
-    One account's failure is recorded and the others go on: what they land is kept.
+    App keys are fetched side by side (at most `settings.keys_in_flight` at once), each paced
+    by its own limiter and token; one key's accounts go one after another. One account's
+    failure is recorded and the others go on: what they land is kept.
     """
-    report = LandingReport()
     source = describe_source(settings)
     if sim_as_of:
         source["as_of"] = sim_as_of.isoformat()
-    for credentials, accounts in settings.key_groups():
-        client = open_client(settings, credentials, token_cache)
+    clients = [
+        (open_client(settings, credentials, token_cache), accounts)
+        for credentials, accounts in settings.key_groups()
+    ]
+
+    def fetch_key(client: KisClient, accounts: tuple[Account, ...]) -> LandingReport:
+        part = LandingReport()
         for account in accounts:
             try:
                 response = client.inquire_account_balance(account, sim_as_of=sim_as_of)
             except KisError as error:
                 log.error("%s", error)
-                report.failures[account.id] = error
+                part.failures[account.id] = error
                 continue
-            report.landed.append(landing.land(response, day, source=source))
-        report.events.update(client.events)
+            part.landed.append(landing.land(response, day, source=source))
+        part.events.update(client.events)
+        return part
+
+    workers = min(len(clients), settings.keys_in_flight)
+    if workers <= 1:
+        parts = [fetch_key(*pair) for pair in clients]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="kis-key") as pool:
+            parts = list(pool.map(lambda pair: fetch_key(*pair), clients))
+    report = LandingReport()
+    for part in parts:  # in configuration order, whatever finished first
+        report.landed += part.landed
+        report.failures.update(part.failures)
+        report.events.update(part.events)
     return report

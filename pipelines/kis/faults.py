@@ -21,6 +21,7 @@ KINDS: dict[str, str] = {
     "server_error": "HTTP 500 with an empty body",
     "html_error": "HTTP 502 with a gateway's HTML error page",
     "hang": "answer only after ARG seconds (default 30)",
+    "slow": "a normal answer after ARG seconds (default 0.1): a distant server's latency",
     "business_error": "rt_cd 1 with msg_cd OPSQ2002 (not transient)",
     "pages": "output1 split over ARG pages (default 2), continued with tr_cont",
     "row_count": "output1 with the IMA row left out (the 19/16-row layout of KIS's sample)",
@@ -28,7 +29,7 @@ KINDS: dict[str, str] = {
     "fx_sum": "holds every foreign-currency row, and frcr_evlu_tota is their sum",
     "bad_total": "the 합계 row's evlu_amt off by ARG won (default 1): totals no longer add up",
 }
-DEFAULT_ARGS = {"hang": 30.0, "pages": 2.0, "bad_total": 1.0}
+DEFAULT_ARGS = {"hang": 30.0, "slow": 0.1, "pages": 2.0, "bad_total": 1.0}
 
 
 class FaultSpecError(ValueError):

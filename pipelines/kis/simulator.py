@@ -56,6 +56,9 @@ class Simulator:
         self.fault_spec = str(faults or "")
         self.clock = clock
         self.requests: Counter[str] = Counter()
+        #: Balance requests being answered now, and the most at once: per app key and "*".
+        self.in_flight: Counter[str] = Counter()
+        self.peak_in_flight: Counter[str] = Counter()
         self._last_issue: dict[str, float] = {}
         self._recent: dict[str, deque[float]] = {}
         self._gt_uids: set[str] = set()
@@ -90,6 +93,17 @@ class Simulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _enter(self, app_key: str) -> None:
+        with self._lock:
+            for key in (app_key, "*"):
+                self.in_flight[key] += 1
+                self.peak_in_flight[key] = max(self.peak_in_flight[key], self.in_flight[key])
+
+    def _leave(self, app_key: str) -> None:
+        with self._lock:
+            for key in (app_key, "*"):
+                self.in_flight[key] -= 1
 
     # -- tokens ---------------------------------------------------------------------------
     @staticmethod
@@ -211,6 +225,7 @@ class Simulator:
             self.requests[f"fault_{fault.kind}"] += 1
             return _fault_reply(fault)
         body = balance_body(account, day)
+        slow = self.faults.take(account.id, {"slow"})
         fault = self.faults.take(account.id, {"bad_total"})
         if fault:
             self.requests["fault_bad_total"] += 1
@@ -225,7 +240,10 @@ class Simulator:
         if self.faults.take(account.id, {"extra_row"}):
             self.requests["fault_extra_row"] += 1
             body["output1"].insert(-1, dict.fromkeys(body["output1"][-1], "0"))
-        return self._page(headers, account, body)
+        reply = self._page(headers, account, body)
+        if slow:
+            reply.delay = float(slow.arg or 0)
+        return reply
 
     def _page(self, headers: Any, account: Account, body: dict[str, Any]) -> Reply:
         """The whole body, or with a `pages` fault the next slice of output1 (tr_cont M/D)."""
@@ -332,7 +350,12 @@ def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if url.path != protocol.BALANCE_PATH:
                 self._reply(404, _error("EGW00002", "잘못된 요청입니다."))
                 return
-            self._send(sim.balance(self.headers, parse_qs(url.query, keep_blank_values=True)))
+            app_key = self.headers.get("appkey") or ""
+            sim._enter(app_key)
+            try:
+                self._send(sim.balance(self.headers, parse_qs(url.query, keep_blank_values=True)))
+            finally:
+                sim._leave(app_key)
 
     return Handler
 
