@@ -1,6 +1,7 @@
 """Run every benchmark and write BENCHMARKS.md (`make bench`).
 
-Modules: fetch_accounts (client pacing), materialize_cli (one day from the shell),
+Modules: fetch_accounts (client pacing), fetch_keys (many app keys side by side),
+materialize_cli (one day from the shell),
 flatten_speed (snapshots/s), rebuild_history (years of raw JSON rebuilt), report_queries
 (DuckDB views over years of Parquet). Each measurement is a median of several runs with its
 floor or baseline measured side by side in the same run; targets are reported PASS/FAIL.
@@ -9,7 +10,10 @@ Environment variables (all optional):
 
   BENCH_QUICK=1               smaller sizes everywhere (defaults in brackets below are
                               "full / quick"); the table says which sizes were used
-  BENCH_ONLY=a,b              run only these modules (fetch, cli, flatten, rebuild, queries)
+  BENCH_ONLY=a,b              run only these modules (fetch, keys, cli, flatten, rebuild,
+                              queries)
+  BENCH_KEYS_RUNS             runs of each many-keys measurement [3 / 1]
+  BENCH_KEYS_MANY             keys of the largest many-keys measurement [50 / 20]
   BENCH_CLI_RUNS              measured runs after the warm-up, per command [3 / 2]
   BENCH_CLI_HISTORY_DAYS      days of 100 accounts' history under the one-day run [1826 / 365]
   BENCH_FLATTEN_SNAPSHOTS     snapshots flattened per run [2000 / 500]
@@ -35,6 +39,7 @@ from pathlib import Path
 from bench import (
     common,
     fetch_accounts,
+    fetch_keys,
     flatten_speed,
     materialize_cli,
     rebuild_history,
@@ -60,6 +65,16 @@ def machine() -> str:
 
 
 SECTIONS: list[tuple[str, str, str, Callable[[], list[list[str]]]]] = [
+    (
+        "keys",
+        "Many app keys side by side",
+        "`fetch.fetch_and_land` (client, pacing, landing) with K app keys × 40 accounts "
+        "against the simulator in its own process (20 requests/s per key), tokens cached, "
+        "against one key's time in the same run and against the machine's own ceiling: the "
+        "same requests from a bare thread pool of `requests` calls, one thread per key. See "
+        "bench/fetch_keys.py.",
+        fetch_keys.run_rows,
+    ),
     (
         "cli",
         "One day's full materialization from the shell",
