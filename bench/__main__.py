@@ -73,7 +73,7 @@ SECTIONS: list[tuple[str, str, str, Callable[[], list[list[str]]]]] = [
         "against one key's time in the same run and against the machine's own ceiling: the "
         "same requests from a bare thread pool of `requests` calls, one thread per key. See "
         "bench/fetch_keys.py.",
-        fetch_keys.run_rows,
+        fetch_keys.rows,
     ),
     (
         "cli",

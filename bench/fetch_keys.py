@@ -144,7 +144,7 @@ def bare_ceiling(base_url: str, keys: int) -> tuple[float, int]:
     return time.perf_counter() - started, refused
 
 
-def run_rows() -> list[list[str]]:
+def rows() -> list[list[str]]:
     repeats = env_int("BENCH_KEYS_RUNS", 3, 1)
     many = env_int("BENCH_KEYS_MANY", 50, 20)
     floor = ACCOUNTS_PER_KEY / SERVER_LIMIT
