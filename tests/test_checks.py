@@ -165,7 +165,7 @@ def test_a_changed_schema_on_disk_is_reported(tmp_path: Path, table: str) -> Non
     snap = snapshot(account, TODAY, balance_body(account, TODAY))
     odd = tmp_path / "odd.parquet"
     pq.write_table(pa.table({"x": [1]}), odd)
-    outcomes = checks.run([snap], tables_for(snap), existing={table: odd})
+    outcomes = checks.run([snap], tables_for(snap), existing={table: [odd]})
     failed = [o for o in outcomes if not o.passed]
     assert [(o.check.table, o.check.name) for o in failed] == [(table, "schema_unchanged")]
 

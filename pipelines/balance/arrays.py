@@ -41,6 +41,10 @@ def int16s(values: Sequence[int]) -> pa.Array:
     return _fixed(pa.int16(), "h", values)
 
 
+def int64s(values: Sequence[int]) -> pa.Array:
+    return _fixed(pa.int64(), "q", values)
+
+
 def bools(values: Sequence[bool]) -> pa.Array:
     return _fixed(pa.int8(), "b", [bool(v) for v in values]).cast(pa.bool_())
 

@@ -10,16 +10,17 @@ fields come from one published sample (kis-api-facts.md), so they only warn.
 from __future__ import annotations
 
 import enum
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.balance import layouts, schema
+from pipelines.balance import arrays, layouts, schema
 from pipelines.balance.landing import Snapshot
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
 
@@ -139,35 +140,20 @@ class Withheld:
     check_name: str
     account_id: str
     reason: str
+    path: Path | None = None  # the landed answer
 
 
 @dataclass
 class Outcome:
     check: Check
     problems: list[str] = field(default_factory=list)
-    #: Accounts a WITHHOLD check found only after flattening; their rows are dropped.
-    withheld: set[str] = field(default_factory=set)
+    #: Accounts a WITHHOLD check found only after flattening, as (account,) or (day, account)
+    #: when the tables span days; their rows are dropped.
+    withheld: set[tuple[Any, ...]] = field(default_factory=set)
 
     @property
     def passed(self) -> bool:
         return not self.problems
-
-
-def _python_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts, without fetched_at: no check needs it, and converting a zoned timestamp
-    makes pyarrow import pandas (see arrays.py)."""
-    return table.drop_columns(["fetched_at"]).to_pylist()
-
-
-def _rows_by_account(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
-    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in sorted(_python_rows(table), key=lambda r: (r["account_id"], r["category_seq"])):
-        rows[row["account_id"]].append(row)
-    return rows
-
-
-def _amount(value: Decimal | None) -> Decimal:
-    return value if value is not None else Decimal(0)
 
 
 def _off(label: str, actual: Decimal | None, expected_label: str, expected: Decimal | None) -> str:
@@ -177,9 +163,25 @@ def _off(label: str, actual: Decimal | None, expected_label: str, expected: Deci
     )
 
 
+def _amount(value: Decimal | None) -> Decimal:
+    return value if value is not None else Decimal(0)
+
+
+# Arrow scalars built without pa.scalar, which imports pandas (see arrays.py)
+_ZERO = pc.cast(arrays.strings(["0"]), schema.AMOUNT)[0]
+_ONE_32 = pc.cast(arrays.int64s([1]), pa.int32())[0]
+_NULL_AMOUNT = pa.nulls(1, schema.AMOUNT)[0]
+_OUTPUT1_KEYS = frozenset(OUTPUT1_FIELDS)
+_OUTPUT2_KEYS = frozenset(OUTPUT2_FIELDS)
+
+
 def field_problems(snap: Snapshot) -> list[str]:
     """Fields the spec lists that the answer left out, and fields it sent that the spec does
     not list (kept in the raw answer)."""
+    if snap.output2.keys() == _OUTPUT2_KEYS and all(
+        not isinstance(row, dict) or row.keys() == _OUTPUT1_KEYS for row in snap.output1
+    ):
+        return []  # the usual answer: exactly the spec's fields
     account = snap.account.id
     problems = []
     for where, expected, rows in (
@@ -201,17 +203,61 @@ def field_problems(snap: Snapshot) -> list[str]:
     return problems
 
 
+#: The row of output1 that an output2 field equals in KIS's published sample.
+OUTPUT2_ROWS = (("dncl_amt", "cash_deposit"), ("frcr_evlu_tota", "foreign_currency"))
+
+
+def _keys(table: pa.Table) -> list[str]:
+    """Rows are checked per account, and per day too when the table spans several days."""
+    return [DAY, "account_id"] if DAY in table.column_names else ["account_id"]
+
+
+#: A column tidy adds while it checks many days at once; never written.
+DAY = "snapshot_date"
+
+
+def _where(row: dict[str, Any]) -> str:
+    day = f"{row[DAY]}: " if DAY in row else ""
+    return f"{day}account {row['account_id']}"
+
+
+def _answers(table: pa.Table, keys: list[str]) -> list[tuple[int, int]]:
+    """The (start, stop) rows of each answer: a new one starts where the account (or day)
+    changes or category_seq does not count on."""
+    n = table.num_rows
+    if n == 0:
+        return []
+    seq = table["category_seq"].combine_chunks().cast(pa.int32())
+    new = pc.not_equal(seq.slice(1), pc.add(seq.slice(0, n - 1), _ONE_32))
+    for key in keys:
+        column = table[key].combine_chunks()
+        new = pc.or_(new, pc.not_equal(column.slice(1), column.slice(0, n - 1)))
+    starts = [0, *(i + 1 for i in pc.indices_nonzero(new).to_pylist())]
+    return list(zip(starts, [*starts[1:], n], strict=True))
+
+
+def _take(table: pa.Table, rows: list[int]) -> list[dict[str, Any]]:
+    return table.take(arrays.int64s(rows)).to_pylist()
+
+
 def run(
     snapshots: list[Snapshot],
     tables: dict[str, pa.Table],
     *,
     withheld: list[Withheld] | None = None,
-    existing: dict[str, Path] | None = None,
+    existing: dict[str, list[Path]] | None = None,
 ) -> list[Outcome]:
-    """Every check of `CHECKS` over one day's accepted snapshots, the tables flattened from
-    them, and the answers withheld before flattening."""
+    """Every check of `CHECKS` over accepted snapshots, the tables flattened from them, and
+    the answers withheld before flattening.
+
+    Amounts are summed and compared in Arrow per account (and day, when the tables carry a
+    `snapshot_date` column for a batch of days); Python only sees one row per account and day.
+    `existing` lists files the tables will replace; the first and last are read for their
+    schema (a schema changes for every file at once, and footers cost a read each).
+    """
     outcomes = {(c.table, c.name): Outcome(c) for c in CHECKS}
     by_name = {c.name: c for c in CHECKS if c.name != "schema_unchanged"}
+    dated = DAY in tables["asset_categories"].column_names
 
     def problem(name: str, text: str, *, table: str | None = None) -> None:
         outcomes[(table or by_name[name].table, name)].problems.append(text)
@@ -220,100 +266,133 @@ def run(
         problem(held.check_name, held.reason)
 
     for snap in snapshots:
+        day = f"{snap.snapshot_date}: " if dated else ""
         layout = layouts.find(snap.account.product_code, len(snap.output1))
         if layout is not None and not layout.current:
             current = layouts.for_product(snap.account.product_code)
             problem(
                 "current_layout",
-                f"account {snap.account.id}: answered with {layout.row_count} rows, the older "
-                f"layout {layout.name} without IMA (current: {current.name}, "
+                f"{day}account {snap.account.id}: answered with {layout.row_count} rows, the "
+                f"older layout {layout.name} without IMA (current: {current.name}, "
                 f"{current.row_count} rows); labelled with {layout.name}",
             )
         for text in field_problems(snap):
-            problem("documented_fields", text)
+            problem("documented_fields", day + text)
 
-    categories = _rows_by_account(tables["asset_categories"])
-    summary = {row["account_id"]: row for row in _python_rows(tables["account_summary"])}
-    for account, rows in categories.items():
-        *parts, total = rows
-        if not total["is_total"]:
-            problem(
-                "total_row_is_sum",
-                f"account {account}: the last row is {total['category_ko']}, not 합계",
-            )
+    categories, summary = tables["asset_categories"], tables["account_summary"]
+    keys = _keys(categories)
+    groups = _answers(categories, keys)
+    heads = _take(categories.select(keys), [start for start, _ in groups])
+    lasts = _take(
+        categories.select(["is_total", "category_ko", *AMOUNTS]), [stop - 1 for _, stop in groups]
+    )
+    is_total = categories["is_total"].combine_chunks()
+    # the 합계 row negated: an answer whose rows add up to it sums to zero, field by field
+    signed = {}
+    for name in AMOUNTS:
+        values = categories[name].combine_chunks()
+        signed[name] = pc.if_else(is_total, pc.negate(values), values)
+    weights = pc.if_else(is_total, _NULL_AMOUNT, categories["whol_weit_rt"].combine_chunks())
+    held_rows = pc.and_(
+        pc.invert(is_total),
+        pc.not_equal(categories["evlu_amt"].combine_chunks().fill_null(_ZERO), _ZERO),
+    ).cast(pa.int64())
+    total_rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for (start, stop), head, last in zip(groups, heads, lasts, strict=True):
+        where, n = _where(head), stop - start
+        if not last["is_total"]:
+            problem("total_row_is_sum", f"{where}: the last row is {last['category_ko']}, not 합계")
+            continue
+        total_rows[tuple(head[k] for k in keys)] = last
         for name in AMOUNTS:
-            added = sum((_amount(r[name]) for r in parts), Decimal(0))
-            if added != _amount(total[name]):
+            difference = pc.sum(signed[name].slice(start, n))
+            if difference.is_valid and difference.as_py() != 0:
+                added = _amount(pc.sum(categories[name].slice(start, n - 1)).as_py())
                 problem(
                     "total_row_is_sum",
-                    _off(f"account {account}, {name}: 합계", total[name], "sum of rows", added),
+                    _off(f"{where}, {name}: 합계", last[name], "sum of rows", added),
                 )
-        evaluated = [r for r in parts if _amount(r["evlu_amt"]) != 0]
-        weights = sum((_amount(r["whol_weit_rt"]) for r in parts), Decimal(0))
-        tolerance = WEIGHT_TOLERANCE_PER_ROW * max(len(evaluated), 1)
-        if evaluated and abs(weights - 100) > tolerance:
-            problem(
-                "weights_sum_to_100",
-                f"account {account}, whol_weit_rt: rows sum to {weights}, off 100 by "
-                f"{weights - 100} (tolerance {tolerance})",
-            )
-        seen = Counter((r["category_seq"], r["category_code"]) for r in rows)
-        for (seq, code), count in seen.items():
-            if count > 1:
+        evaluated = pc.sum(held_rows.slice(start, n)).as_py() or 0
+        if evaluated:
+            total_weight = _amount(pc.sum(weights.slice(start, n)).as_py())
+            tolerance = WEIGHT_TOLERANCE_PER_ROW * evaluated
+            if abs(total_weight - 100) > tolerance:
                 problem(
-                    "unique_categories",
-                    f"account {account}: category {seq} {code} appears {count} times; withheld",
+                    "weights_sum_to_100",
+                    f"{where}, whol_weit_rt: rows sum to {total_weight}, off 100 by "
+                    f"{total_weight - 100} (tolerance {tolerance})",
                 )
-                outcomes[("asset_categories", "unique_categories")].withheld.add(account)
 
-        totals = summary.get(account)
-        if totals is None:
-            continue
-        by_code = {r["category_code"]: r for r in rows}
-        for field_name, code in (
-            ("dncl_amt", "cash_deposit"),
-            ("frcr_evlu_tota", "foreign_currency"),
-        ):
-            row = by_code.get(code)
-            if row is not None and _amount(totals[field_name]) != _amount(row["evlu_amt"]):
+    answers = Counter(tuple(head[k] for k in keys) for head in heads)
+    for key, count in answers.items():
+        if count > 1:
+            where = _where(dict(zip(keys, key, strict=True)))
+            problem(
+                "unique_categories",
+                f"{where}: every category appears {count} times; withheld",
+            )
+            outcomes[("asset_categories", "unique_categories")].withheld.add(key)
+
+    codes = arrays.strings([code for _, code in OUTPUT2_ROWS])
+    anchored: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    for row in (
+        categories.filter(pc.is_in(categories["category_code"], codes))
+        .select([*keys, "category_code", "category_ko", "evlu_amt"])
+        .to_pylist()
+    ):
+        anchored.setdefault(tuple(row[k] for k in keys), {})[row["category_code"]] = row
+    fields = [name for name, _ in OUTPUT2_ROWS] + ["tot_asst_amt"]
+    summary_rows = summary.select([*_keys(summary), *fields]).to_pylist()
+    for totals_row in summary_rows:
+        key = tuple(totals_row[k] for k in keys)
+        where = _where(totals_row)
+        for field_name, code in OUTPUT2_ROWS:
+            row = anchored.get(key, {}).get(code)
+            if row is not None and _amount(totals_row[field_name]) != _amount(row["evlu_amt"]):
                 problem(
                     "output2_matches_rows",
                     _off(
-                        f"account {account}, {field_name}",
-                        totals[field_name],
+                        f"{where}, {field_name}",
+                        totals_row[field_name],
                         f"{row['category_ko']} row evlu_amt",
                         row["evlu_amt"],
                     ),
                 )
-        if _amount(totals["tot_asst_amt"]) != _amount(total["evlu_amt"]):
+        total = total_rows.get(key)
+        if total is not None and _amount(totals_row["tot_asst_amt"]) != _amount(total["evlu_amt"]):
             problem(
                 "total_assets_match",
                 _off(
-                    f"account {account}, tot_asst_amt",
-                    totals["tot_asst_amt"],
+                    f"{where}, tot_asst_amt",
+                    totals_row["tot_asst_amt"],
                     "합계 evlu_amt",
                     total["evlu_amt"],
                 ),
             )
 
-    for account, count in Counter(tables["account_summary"]["account_id"].to_pylist()).items():
+    summary_keys = Counter(tuple(row[k] for k in _keys(summary)) for row in summary_rows)
+    for key, count in summary_keys.items():
         if count > 1:
-            problem("unique_accounts", f"account {account}: {count} rows; withheld")
-            outcomes[("account_summary", "unique_accounts")].withheld.add(account)
+            where = _where(dict(zip(_keys(summary), key, strict=True)))
+            problem("unique_accounts", f"{where}: {count} rows; withheld")
+            outcomes[("account_summary", "unique_accounts")].withheld.add(key)
 
     for table_name, table in tables.items():
         declared = schema.TABLES[table_name]
+        if DAY in table.column_names:
+            table = table.drop_columns([DAY])
         if not table.schema.equals(declared):
             problem(
                 "schema_unchanged",
                 f"{table_name}: new data has schema {table.schema}, declared {declared}",
                 table=table_name,
             )
-        on_disk = (existing or {}).get(table_name)
-        if on_disk and on_disk.exists() and not pq.read_schema(on_disk).equals(declared):
-            problem(
-                "schema_unchanged",
-                f"{table_name}: the file on disk {on_disk} has another schema",
-                table=table_name,
-            )
+        files = (existing or {}).get(table_name, [])
+        for on_disk in {*files[:1], *files[-1:]}:
+            if on_disk.exists() and not pq.read_schema(on_disk).equals(declared):
+                problem(
+                    "schema_unchanged",
+                    f"{table_name}: the file on disk {on_disk} has another schema",
+                    table=table_name,
+                )
     return list(outcomes.values())

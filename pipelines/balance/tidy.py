@@ -14,11 +14,12 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.balance import checks, flatten, layouts
+from pipelines.balance import arrays, checks, flatten, layouts, schema
 from pipelines.balance.compaction import CompactedMonths
 from pipelines.balance.fetch import MissingRawError, today_in_seoul
 from pipelines.balance.files import locked
@@ -58,7 +59,7 @@ def _held(check_name: str, snap: Snapshot | Path, error: Exception) -> checks.Wi
     text = str(error)
     if str(path) not in text:
         text += f" (raw file: {path})"
-    return checks.Withheld(check_name, path.parent.name, text)
+    return checks.Withheld(check_name, path.parent.name, text, path)
 
 
 def accept(
@@ -143,18 +144,77 @@ def _fate(held: checks.Withheld, chosen: list[Snapshot]) -> checks.Withheld:
         if kept
         else "; the account has no rows for the day until it is rebuilt"
     )
-    return checks.Withheld(held.check_name, held.account_id, held.reason + fate)
+    return checks.Withheld(held.check_name, held.account_id, held.reason + fate, held.path)
 
 
-def _without(table: pa.Table, accounts: set[str]) -> pa.Table:
-    if not accounts:
+def _without(table: pa.Table, keys: set[tuple[Any, ...]]) -> pa.Table:
+    """The rows except those of the (account,) or (day, account) keys given."""
+    if not keys:
         return table
-    keep = pc.invert(pc.is_in(table["account_id"], pa.array(sorted(accounts), pa.string())))
-    return table.filter(keep)
+    accounts = arrays.strings(sorted({key[-1] for key in keys}))
+    drop = pc.is_in(table["account_id"], accounts)
+    days = {key[0] for key in keys if len(key) == 2}
+    if days and checks.DAY in table.column_names:
+        drop = pc.and_(drop, pc.is_in(table[checks.DAY], arrays.dates(sorted(days))))
+    return table.filter(pc.invert(drop))
+
+
+@dataclass
+class Batch:
+    """Days whose every newest answer is good, flattened and checked together (the fast path
+    of a rebuild): the tables carry a `snapshot_date` column until they are split by day."""
+
+    tables: dict[str, pa.Table]
+    snapshots: list[Snapshot]
+    #: Days that need the account-by-account path: an answer of theirs was withheld.
+    troubled: set[date]
+
+
+def _batch(landing: RawLanding, days: list[date]) -> Batch:
+    snapshots, troubled = [], set()
+    for day in days:
+        for path in landing.latest_files(day):
+            try:
+                snapshots.append(read_snapshot(path))
+            except SnapshotError:
+                troubled.add(day)
+    tables, accepted, held = accept([s for s in snapshots if s.snapshot_date not in troubled])
+    if held:
+        by_path = {s.path: s.snapshot_date for s in snapshots}
+        troubled |= {by_path[h.path] for h in held if h.path in by_path}
+        tables, accepted, _ = accept([s for s in accepted if s.snapshot_date not in troubled])
+    rows = [len(s.output1) for s in accepted]
+    dated = {
+        "asset_categories": arrays.dates(
+            [s.snapshot_date for s, n in zip(accepted, rows, strict=True) for _ in range(n)]
+        ),
+        "account_summary": arrays.dates([s.snapshot_date for s in accepted]),
+    }
+    return Batch(
+        {name: table.append_column(checks.DAY, dated[name]) for name, table in tables.items()},
+        accepted,
+        troubled,
+    )
+
+
+def _by_day(table: pa.Table, days: list[date]) -> dict[date, pa.Table]:
+    """A batch table (in day order) split into each day's rows, without the day column."""
+    values, counts_of = pc.value_counts(table[checks.DAY]).flatten()
+    counts = dict(zip(values.to_pylist(), counts_of.to_pylist(), strict=True))
+    split, offset = {}, 0
+    for day in days:
+        n = counts.get(day, 0)
+        split[day] = table.slice(offset, n).drop_columns([checks.DAY])
+        offset += n
+    return split
 
 
 def build_days(data_root: Path, days: list[date]) -> TidyResult:
-    """Flatten and check every day from its landed raw files; write unless a check blocks."""
+    """Flatten and check every day from its landed raw files; write unless a check blocks.
+
+    Days whose newest answers are all good are flattened and checked as one batch; a day with
+    a withheld answer goes account by account (`day_tables`).
+    """
     landing, store = RawLanding(data_root), ParquetTables(data_root)
     missing = [day for day in days if not landing.latest_files(day)]
     if missing:
@@ -165,35 +225,48 @@ def build_days(data_root: Path, days: list[date]) -> TidyResult:
         )
     result = TidyResult(days=sorted(days))
     merged = {(c.table, c.name): checks.Outcome(c) for c in checks.CHECKS}
+
+    def merge(outcomes: list[checks.Outcome], prefix: str = "") -> set[tuple[Any, ...]]:
+        for outcome in outcomes:
+            merged[(outcome.check.table, outcome.check.name)].problems += [
+                prefix + text for text in outcome.problems
+            ]
+        return set().union(*(o.withheld for o in outcomes))
+
     with contextlib.ExitStack() as stack:
         for day in result.days:  # in date order, so two runs never wait on each other in a cycle
             stack.enter_context(locked(data_root / ".locks" / f"tidy-{day}.lock"))
-        written: dict[date, dict[str, pa.Table]] = {}
-        for day in result.days:
+        existing = {name: [store.path(name, d) for d in result.days] for name in schema.TABLES}
+        batch = _batch(landing, result.days)
+        late = merge(checks.run(batch.snapshots, batch.tables, existing=existing))
+        batch_days = [d for d in result.days if d not in batch.troubled]
+        split = {
+            name: _by_day(_without(table, late), batch_days) for name, table in batch.tables.items()
+        }
+        written = {day: {name: split[name][day] for name in split} for day in batch_days}
+        for key in late:
+            result.withheld.setdefault(" ".join(map(str, key)), "duplicate rows")
+        for day in sorted(batch.troubled):
             built = day_tables(landing, day)
-            existing = {name: store.path(name, day) for name in built.tables}
-            outcomes = checks.run(
-                built.snapshots, built.tables, withheld=built.withheld, existing=existing
+            late = merge(
+                checks.run(built.snapshots, built.tables, withheld=built.withheld),
+                prefix=f"{day}: ",
             )
-            late = set().union(*(o.withheld for o in outcomes))
-            tables = {name: _without(t, late) for name, t in built.tables.items()}
-            for outcome in outcomes:
-                merged[(outcome.check.table, outcome.check.name)].problems += [
-                    f"{day}: {text}" for text in outcome.problems
-                ]
+            written[day] = {name: _without(t, late) for name, t in built.tables.items()}
             for held in built.withheld:
                 result.withheld.setdefault(f"{day} {held.account_id}", held.reason)
-            for account in late:
-                result.withheld.setdefault(f"{day} {account}", "duplicate rows")
-            written[day] = tables
+            for key in late:
+                result.withheld.setdefault(f"{day} {key[-1]}", "duplicate rows")
+        for day in result.days:
+            tables = written[day]
             result.accounts.update(tables["account_summary"]["account_id"].to_pylist())
             for name, table in tables.items():
                 result.tables.setdefault(name, []).append(table)
         result.outcomes = list(merged.values())
         if result.blocked:
             return result
-        for day, tables in written.items():
-            for name, table in tables.items():
+        for day in result.days:
+            for name, table in written[day].items():
                 result.written.setdefault(name, []).append(store.write(name, day, table))
     # after the day locks: a closed month that changed (or just closed) becomes one file again
     result.compacted = CompactedMonths(data_root).refresh(today_in_seoul())
