@@ -10,10 +10,12 @@ Environment variables (all optional):
 
   BENCH_QUICK=1               smaller sizes everywhere (defaults in brackets below are
                               "full / quick"); the table says which sizes were used
-  BENCH_ONLY=a,b              run only these modules (fetch, keys, cli, flatten, rebuild,
-                              queries)
+  BENCH_ONLY=a,b              run only these modules (fetch, keys, cli, scale, flatten,
+                              rebuild, queries)
   BENCH_KEYS_RUNS             runs of each many-keys measurement [3 / 1]
   BENCH_KEYS_MANY             keys of the largest many-keys measurement [50 / 20]
+  BENCH_SCALE_KEYS            app keys × 40 accounts of the one-day-at-scale run [25 / 5]
+  BENCH_SCALE_RUNS            measured runs after the warm-up [2 / 1]
   BENCH_CLI_RUNS              measured runs after the warm-up, per command [3 / 2]
   BENCH_CLI_HISTORY_DAYS      days of 100 accounts' history under the one-day run [1826 / 365]
   BENCH_FLATTEN_SNAPSHOTS     snapshots flattened per run [2000 / 500]
@@ -38,6 +40,7 @@ from pathlib import Path
 
 from bench import (
     common,
+    day_at_scale,
     fetch_accounts,
     fetch_keys,
     flatten_speed,
@@ -84,6 +87,14 @@ SECTIONS: list[tuple[str, str, str, Callable[[], list[list[str]]]]] = [
         "no-op module (bench/floor_definitions.py: the framework floor) and `python -c pass` "
         "(the absolute floor). See bench/materialize_cli.py.",
         materialize_cli.rows,
+    ),
+    (
+        "scale",
+        "One day for 1,000 accounts",
+        "`dagster asset materialize --select '*'` for today with 25 app keys × 40 accounts "
+        "fetched side by side from the simulator in its own process, against the same run for "
+        "one account. See bench/day_at_scale.py.",
+        day_at_scale.rows,
     ),
     (
         "flatten",
