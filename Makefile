@@ -15,10 +15,10 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo run ui sql browser simulator test lint typecheck bench check
+.PHONY: help setup demo run ui sql browser postgres-server simulator test lint typecheck bench check
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
 setup: $(VENV)/.synced ## create .venv from uv.lock
 
@@ -44,6 +44,12 @@ browser: ## Debian's chromium, for the report test (root; CI does this)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 		&& break; echo "apt-get failed (attempt $$attempt), retrying" >&2; sleep 10; done
 	@command -v chromium >/dev/null
+
+postgres-server: ## Debian's PostgreSQL server binaries, for the deployment tests (root; CI does this)
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || for attempt in 1 2 3; do \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql \
+		&& break; echo "apt-get failed (attempt $$attempt), retrying" >&2; sleep 10; done
+	@ls /usr/lib/postgresql/*/bin/pg_ctl
 
 simulator: setup ## a standalone KIS simulator on http://127.0.0.1:8765
 	$(BIN)/kis-simulator --port 8765

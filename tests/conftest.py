@@ -13,6 +13,9 @@ from pipelines.kis import simulator as simulator_module
 from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import TokenCache
 
+# postgres_server (a throwaway PostgreSQL for the session) and postgres_db (a database per test)
+pytest_plugins = ("tests.postgres",)
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
