@@ -9,6 +9,7 @@ KIS_CUSTTYPE       P (default) or B; B needs KIS_PERSONALSECKEY, KIS_PHONE_NUMBE
                    (KIS_SEQ_NO defaults to 001, KIS_MAC_ADDRESS is optional).
 KIS_RATE_LIMIT     requests per second per app key (default 18; KIS allows 20).
 KIS_KEYS_IN_FLIGHT app keys fetched side by side in one run (default 8).
+KIS_SHARDS         runs a day's fetch is split into by app key, for several workers (default 1).
 KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/kis/faults.py).
 KIS_DATA_ROOT      where raw JSON, Parquet and the warehouse live (default: data/ in the repo).
 KIS_TARGETS_FILE   optional TOML of target weights per asset class (allocation_drift view).
@@ -16,6 +17,7 @@ KIS_TARGETS_FILE   optional TOML of target weights per asset class (allocation_d
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -56,6 +58,8 @@ class Settings:
     rate_limit: float = DEFAULT_RATE
     #: App keys fetched side by side; each key's accounts go one after another.
     keys_in_flight: int = DEFAULT_KEYS_IN_FLIGHT
+    #: Runs the capture automation splits a day's fetch into, by app key (1: one run).
+    shards: int = 1
     sim_faults: str = ""
     targets_file: Path | None = None
 
@@ -70,6 +74,24 @@ class Settings:
             credentials = self.account_credentials.get(account, self.credentials)
             groups.setdefault(credentials.app_key, (credentials, []))[1].append(account)
         return [(credentials, tuple(accounts)) for credentials, accounts in groups.values()]
+
+    def shard_of(self, account: Account) -> int:
+        """The shard of an account: its app key's place in configuration order, modulo
+        `shards`, so every account of one key is fetched by the same run."""
+        keys = [credentials.app_key for credentials, _ in self.key_groups()]
+        return keys.index(self.account_credentials.get(account, self.credentials).app_key) % (
+            self.shards
+        )
+
+    def in_shard(self, index: int) -> Settings:
+        """These settings with only the accounts of one shard."""
+        if not 0 <= index < self.shards:
+            raise SettingsError(
+                f"shard {index}: KIS_SHARDS={self.shards} has shards 0 to {self.shards - 1}"
+            )
+        return dataclasses.replace(
+            self, accounts=tuple(a for a in self.accounts if self.shard_of(a) == index)
+        )
 
     @classmethod
     def from_env(
@@ -129,7 +151,8 @@ class Settings:
             account_credentials=own_keys,
             corporate=_corporate(values) if custtype == "B" else None,
             rate_limit=_rate_limit(values.get("KIS_RATE_LIMIT")),
-            keys_in_flight=_keys_in_flight(values.get("KIS_KEYS_IN_FLIGHT")),
+            keys_in_flight=_count("KIS_KEYS_IN_FLIGHT", values, DEFAULT_KEYS_IN_FLIGHT),
+            shards=_count("KIS_SHARDS", values, 1),
             sim_faults=sim_faults,
             targets_file=(
                 Path(values["KIS_TARGETS_FILE"]).expanduser().resolve()
@@ -224,11 +247,11 @@ def _rate_limit(text: str | None) -> float:
     return rate
 
 
-def _keys_in_flight(text: str | None) -> int:
+def _count(name: str, values: Mapping[str, str], default: int) -> int:
+    """A whole number from 1 to 256 (app keys at once, shards)."""
+    text = values.get(name)
     if not text:
-        return DEFAULT_KEYS_IN_FLIGHT
+        return default
     if not (text.strip().isdigit() and 1 <= int(text) <= 256):
-        raise SettingsError(
-            f"KIS_KEYS_IN_FLIGHT={text!r}: expected how many app keys to fetch at once, 1 to 256"
-        )
+        raise SettingsError(f"{name}={text!r}: expected a whole number from 1 to 256")
     return int(text)

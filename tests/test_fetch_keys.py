@@ -73,7 +73,18 @@ def test_one_keys_failure_does_not_stop_the_other_keys(
     assert len(report.landed) == KEYS * ACCOUNTS_PER_KEY - 1
 
 
+@pytest.mark.parametrize("name", ["KIS_KEYS_IN_FLIGHT", "KIS_SHARDS"])
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1000"])
-def test_keys_in_flight_must_be_a_small_positive_number(value: str, tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="KIS_KEYS_IN_FLIGHT"):
-        Settings.from_env({"KIS_KEYS_IN_FLIGHT": value}, env_file=tmp_path / "none.env")
+def test_counts_must_be_small_positive_numbers(name: str, value: str, tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value}, env_file=tmp_path / "none.env")
+
+
+def test_shards_split_accounts_by_app_key(simulator: Simulator, tmp_path: Path) -> None:
+    settings = settings_for(simulator, tmp_path, KIS_SHARDS="2")
+    shards = [settings.in_shard(i).accounts for i in range(2)]
+    assert sorted(shards[0] + shards[1]) == sorted(settings.accounts)
+    keys = [{settings.account_credentials[a].app_key for a in shard} for shard in shards]
+    assert keys == [{"APP-KEY-0", "APP-KEY-2"}, {"APP-KEY-1"}]  # keys in order, round robin
+    with pytest.raises(SettingsError, match="shards 0 to 1"):
+        settings.in_shard(2)
