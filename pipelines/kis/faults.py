@@ -22,6 +22,8 @@ KINDS: dict[str, str] = {
     "html_error": "HTTP 502 with a gateway's HTML error page",
     "hang": "answer only after ARG seconds (default 30)",
     "business_error": "rt_cd 1 with msg_cd OPSQ2002 (not transient)",
+    "paper_trading": "HTTP 500, rt_cd 1, 90000000 모의투자에서는 해당업무가 제공되지 않습니다 "
+    "(what KIS's paper-trading server answers for a TR it does not offer)",
     "pages": "output1 split over ARG pages (default 2), continued with tr_cont",
     "row_count": "output1 with the IMA row left out (the 19/16-row count of the earlier spec)",
     "bad_total": "the 합계 row's evlu_amt off by ARG won (default 1): totals no longer add up",
