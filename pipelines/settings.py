@@ -2,6 +2,7 @@
 
 KIS_ENV            sim | real. Unset: real when KIS_APP_KEY or KIS_ACCOUNTS_FILE is set, else sim.
 KIS_BASE_URL       server; real default is the KIS domain, sim default the embedded simulator.
+                   The paper-trading server is refused: it does not offer this TR.
 KIS_APP_KEY, KIS_APP_SECRET   the default credentials (real mode).
 KIS_ACCOUNTS       comma-separated CANO-ACNT_PRDT_CD using the default credentials.
 KIS_ACCOUNTS_FILE  TOML file of accounts, each may name the env vars holding its own key.
@@ -28,7 +29,13 @@ from dotenv import dotenv_values
 
 from pipelines.kis.client import Credentials
 from pipelines.kis.faults import FaultPlan, FaultSpecError
-from pipelines.kis.protocol import REAL_BASE_URL, Account, CorporateIdentity
+from pipelines.kis.protocol import (
+    PAPER_TRADING_ADVICE,
+    REAL_BASE_URL,
+    Account,
+    CorporateIdentity,
+    is_paper_trading_url,
+)
 from pipelines.kis.ratelimit import DEFAULT_RATE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +111,11 @@ class Settings:
         env = values.get("KIS_ENV") or ("real" if app_key or accounts_file else "sim")
         if env not in ENVS:
             raise SettingsError(f"KIS_ENV={env!r}: expected one of {', '.join(ENVS)}")
+        if is_paper_trading_url(values.get("KIS_BASE_URL") or ""):
+            raise SettingsError(
+                f"KIS_BASE_URL={values['KIS_BASE_URL']!r} is KIS's paper-trading (모의투자) "
+                f"server. {PAPER_TRADING_ADVICE}"
+            )
         accounts = list(_accounts(values.get("KIS_ACCOUNTS", "")))
         own_keys: dict[Account, Credentials] = {}
         if accounts_file:

@@ -23,6 +23,8 @@ KINDS: dict[str, str] = {
     "hang": "answer only after ARG seconds (default 30)",
     "slow": "a normal answer after ARG seconds (default 0.1): a distant server's latency",
     "business_error": "rt_cd 1 with msg_cd OPSQ2002 (not transient)",
+    "paper_trading": "HTTP 500, rt_cd 1, 90000000 모의투자에서는 해당업무가 제공되지 않습니다 "
+    "(what KIS's paper-trading server answers for a TR it does not offer)",
     "pages": "output1 split over ARG pages (default 2), continued with tr_cont",
     "row_count": "output1 with the IMA row left out (the 19/16-row layout of KIS's sample)",
     "extra_row": "output1 with one zero row more before 합계 (a row count no layout has)",

@@ -6,8 +6,20 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 REAL_BASE_URL = "https://openapi.koreainvestment.com:9443"
+#: KIS's paper-trading (모의투자) server, which does not offer this TR.
+PAPER_TRADING_HOST = "openapivts.koreainvestment.com"
+#: What the paper-trading server answers for a TR it does not offer.
+PAPER_TRADING_UNSUPPORTED = "90000000"
+PAPER_TRADING_ADVICE = (
+    "KIS paper trading (모의투자) does not offer TR CTRP6548R (투자계좌자산현황조회), so nobody "
+    "can try it without a real account. Use the real domain "
+    f"{REAL_BASE_URL} with a real account's app key (KIS_ENV=real), or the project's "
+    "simulator: leave KIS_ENV and KIS_BASE_URL unset for the embedded one, or run "
+    "`make simulator` and point KIS_BASE_URL at it."
+)
 TOKEN_PATH = "/oauth2/tokenP"
 BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-account-balance"
 BALANCE_TR_ID = "CTRP6548R"
@@ -123,16 +135,33 @@ class KisError(Exception):
     """Anything that stops a KIS call from giving a usable answer."""
 
 
+def is_paper_trading_url(url: str) -> bool:
+    """Whether a base URL points at KIS's paper-trading server (any scheme or port)."""
+    host = urlsplit(url if "://" in url else f"//{url}").hostname or ""
+    return host.rstrip(".").lower() == PAPER_TRADING_HOST
+
+
 class KisApiError(KisError):
-    """The service answered rt_cd != "0" (whatever the HTTP status)."""
+    """The service answered rt_cd != "0" (whatever the HTTP status).
+
+    An answer that says the TR is not offered in paper trading (msg_cd 90000000, or a msg1
+    about 모의투자) carries the explanation and what to use instead after msg_cd and msg1.
+    """
 
     def __init__(self, *, what: str, rt_cd: str, msg_cd: str, msg1: str, http_status: int):
         self.what, self.rt_cd, self.msg_cd, self.msg1 = what, rt_cd, msg_cd, msg1.strip()
         self.http_status = http_status
-        super().__init__(
+        message = (
             f"{what}: KIS answered rt_cd={rt_cd!r} msg_cd={msg_cd!r} msg1={self.msg1!r} "
             f"(HTTP {http_status})"
         )
+        if self.is_paper_trading_refusal:
+            message += f". {PAPER_TRADING_ADVICE}"
+        super().__init__(message)
+
+    @property
+    def is_paper_trading_refusal(self) -> bool:
+        return self.msg_cd == PAPER_TRADING_UNSUPPORTED or "모의투자" in self.msg1
 
 
 class KisProtocolError(KisError):

@@ -270,8 +270,17 @@ class Simulator:
 
 
 TRANSPORT_FAULTS = frozenset(
-    {"rate_limit", "expired_token", "server_error", "html_error", "hang", "business_error"}
+    {
+        "rate_limit",
+        "expired_token",
+        "server_error",
+        "html_error",
+        "hang",
+        "business_error",
+        "paper_trading",
+    }
 )
+PAPER_TRADING_MSG1 = "모의투자에서는 해당업무가 제공되지 않습니다"
 GATEWAY_PAGE = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
     "</h1></center><hr><center>nginx</center></body></html>"
@@ -289,6 +298,8 @@ def _fault_reply(fault: Fault) -> Reply:
         return Reply(502, GATEWAY_PAGE, content_type="text/html")
     if fault.kind == "business_error":
         return Reply(200, _error("OPSQ2002", "ERROR : 조회 권한이 없는 계좌입니다"))
+    if fault.kind == "paper_trading":
+        return Reply(500, _error(protocol.PAPER_TRADING_UNSUPPORTED, PAPER_TRADING_MSG1))
     assert fault.kind == "hang"
     return Reply(200, _error("OPSQ9997", "hung response"), delay=float(fault.arg or 30))
 
