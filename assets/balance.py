@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
+from assets import io_managers
 from assets.partitions import daily_partitions
 from assets.resources import KisConfig
 from pipelines.balance import checks, schema, tidy, warehouse
@@ -179,6 +180,8 @@ TABLE_DESCRIPTIONS = {
             description=f"{TABLE_DESCRIPTIONS[name]} parquet/{name}/snapshot_date=…/data.parquet",
             metadata={"dagster/column_schema": column_schema(table_schema)},
         )
+        # the asset writes its own files; downstream assets load them as DataFrames
+        .with_io_manager_key(io_managers.KEY)
         for name, table_schema in schema.TABLES.items()
     ],
     check_specs=[
