@@ -394,8 +394,9 @@ def portfolio_report(
     days = _days(context)
     with duckdb.connect(str(settings.data_root / warehouse.FILE_NAME), read_only=True) as con:
         paths = [report.write(con, day, settings.data_root) for day in days]
-        chart = report.render_main_chart_png(con, days[-1])
-    image = base64.b64encode(chart).decode()
+        chart = report.render_main_chart_svg(con, days[-1])
+    # the UI's Markdown shows a data: image (an <img>, so the SVG is inert)
+    image = base64.b64encode(chart.encode()).decode()
     verdict = _verdict(context)
     problems = [f"{account}: {_reason(what)}" for account, what in verdict.items()]
     yield dg.MaterializeResult(
@@ -404,7 +405,7 @@ def portfolio_report(
             "dagster/row_count": len(paths),
             "allocation_chart": dg.MetadataValue.md(
                 f"Allocation by asset class on {days[-1]}:\n\n"
-                f"![allocation by asset class](data:image/png;base64,{image})"
+                f"![allocation by asset class](data:image/svg+xml;base64,{image})"
             ),
         },
         check_results=[
