@@ -1,5 +1,6 @@
 """The Dagster Definitions of the KIS balance history: load with `-m pipelines.definitions`."""
 
+import warnings
 from typing import Any
 
 import dagster as dg
@@ -9,6 +10,10 @@ from assets.balance import balance_tables, kis_balance_raw, portfolio_report, wa
 from assets.duckdb_resource import warehouse_duckdb
 from assets.resources import KisConfig
 from assets.schedules import daily_balance_job, daily_balance_schedule
+
+# `dg launch --assets '*'` parses the selection with a beta parameter of Dagster's own
+# (`AssetSelection.all(include_sources=…)`), which would print on every run: nothing of ours.
+warnings.filterwarnings("ignore", message="Parameter `include_sources`", category=dg.BetaWarning)
 
 
 def resources(kis: KisConfig | None = None) -> dict[str, Any]:
