@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -241,10 +242,14 @@ def test_a_notebook_gets_views_and_days_as_dataframes(isolated_env: Path, days: 
         expected = con.execute("FROM net_asset_history").fetchall()
         names = [c[0] for c in con.execute("DESCRIBE net_asset_history").fetchall()]
     assert list(history.columns) == names
-    assert [
-        tuple(None if v is pd.NA else v for v in row)
-        for row in history.itertuples(index=False, name=None)
-    ] == expected
+    by_day_and_account = itemgetter(0, 1)  # a view's rows come in no particular order
+    assert sorted(
+        (
+            tuple(None if v is pd.NA else v for v in row)
+            for row in history.itertuples(index=False, name=None)
+        ),
+        key=by_day_and_account,
+    ) == sorted(expected, key=by_day_and_account)
     assert history["net_assets"].dtype == AMOUNT
     assert history["snapshot_date"].dtype == pd.ArrowDtype(pa.date32())
 
