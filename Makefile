@@ -30,11 +30,10 @@ demo: setup ## a month of simulated history, today's partition, and a query of t
 	$(BIN)/python -m pipelines.demo
 
 run: setup ## materialize today's partition with your .env / KIS_* settings
-	$(BIN)/dagster asset materialize -m pipelines.definitions --select '*' \
-		--partition "$$(TZ=Asia/Seoul date +%F)"
+	$(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
 
 ui: setup ## the Dagster UI on http://127.0.0.1:3000 (schedule included)
-	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 sql: setup ## a DuckDB shell (same version as the pipeline's) on the warehouse, read-only
 	$(BIN)/duckdb -readonly "$${KIS_DATA_ROOT:-data}/warehouse.duckdb"

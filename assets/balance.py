@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
+from assets import io_managers
 from assets.partitions import daily_partitions
 from assets.resources import KisConfig
 from pipelines.balance import checks, schema, tidy, warehouse
@@ -179,6 +180,8 @@ TABLE_DESCRIPTIONS = {
             description=f"{TABLE_DESCRIPTIONS[name]} parquet/{name}/snapshot_date=…/data.parquet",
             metadata={"dagster/column_schema": column_schema(table_schema)},
         )
+        # the asset writes its own files; downstream assets load them as DataFrames
+        .with_io_manager_key(io_managers.KEY)
         for name, table_schema in schema.TABLES.items()
     ],
     check_specs=[
@@ -391,8 +394,9 @@ def portfolio_report(
     days = _days(context)
     with duckdb.connect(str(settings.data_root / warehouse.FILE_NAME), read_only=True) as con:
         paths = [report.write(con, day, settings.data_root) for day in days]
-        chart = report.render_main_chart_png(con, days[-1])
-    image = base64.b64encode(chart).decode()
+        chart = report.render_main_chart_svg(con, days[-1])
+    # the UI's Markdown shows a data: image (an <img>, so the SVG is inert)
+    image = base64.b64encode(chart.encode()).decode()
     verdict = _verdict(context)
     problems = [f"{account}: {_reason(what)}" for account, what in verdict.items()]
     yield dg.MaterializeResult(
@@ -401,7 +405,7 @@ def portfolio_report(
             "dagster/row_count": len(paths),
             "allocation_chart": dg.MetadataValue.md(
                 f"Allocation by asset class on {days[-1]}:\n\n"
-                f"![allocation by asset class](data:image/png;base64,{image})"
+                f"![allocation by asset class](data:image/svg+xml;base64,{image})"
             ),
         },
         check_results=[

@@ -1,16 +1,38 @@
 """The Dagster Definitions of the KIS balance history: load with `-m pipelines.definitions`."""
 
+import warnings
+from typing import Any
+
 import dagster as dg
 
+from assets import io_managers
 from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
+from assets.duckdb_resource import warehouse_duckdb
 from assets.resources import KisConfig
 from assets.schedules import daily_balance_job, daily_balance_schedule
+
+# `dg launch --assets '*'` parses the selection with a beta parameter of Dagster's own
+# (`AssetSelection.all(include_sources=…)`), which would print on every run: nothing of ours.
+warnings.filterwarnings("ignore", message="Parameter `include_sources`", category=dg.BetaWarning)
+
+
+def resources(kis: KisConfig | None = None) -> dict[str, Any]:
+    """The resources; the IO manager and `duckdb` read the data root of `kis` (KIS_DATA_ROOT),
+    so tests and the demo bind their own `kis` and get the rest on it."""
+    return {
+        "kis": kis or KisConfig(),
+        # asset_categories / account_summary as pandas DataFrames for downstream assets
+        io_managers.KEY: io_managers.parquet_tables_io_manager,
+        # the warehouse's views for assets of your own (read-only)
+        "duckdb": warehouse_duckdb,
+    }
+
 
 defs = dg.Definitions(
     assets=[kis_balance_raw, balance_tables, warehouse_views, portfolio_report],
     jobs=[daily_balance_job],
     schedules=[daily_balance_schedule],
-    resources={"kis": KisConfig()},
+    resources=resources(),
     # One process per run: a one-day run takes seconds instead of a process start per step.
     executor=dg.in_process_executor,
 )

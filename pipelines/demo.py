@@ -18,6 +18,7 @@ from assets.balance import balance_tables, kis_balance_raw, portfolio_report, wa
 from assets.resources import KisConfig
 from pipelines.balance import warehouse
 from pipelines.balance.fetch import today_in_seoul
+from pipelines.definitions import resources
 from pipelines.settings import REPO_ROOT, Settings
 
 HISTORY_DAYS = 30
@@ -60,7 +61,7 @@ def main() -> int:
         result = dg.materialize(
             [kis_balance_raw, balance_tables, warehouse_views, portfolio_report],
             partition_key=day.isoformat(),
-            resources={"kis": kis},
+            resources=resources(kis),
             instance=instance,
             selection=selection,
             raise_on_error=False,

@@ -7,7 +7,7 @@ from datetime import date
 import dagster as dg
 
 from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
-from assets.resources import KisConfig
+from pipelines.definitions import resources
 
 ASSETS = [kis_balance_raw, balance_tables, warehouse_views, portfolio_report]
 
@@ -27,7 +27,7 @@ def materialize(
         ASSETS,
         partition_key=days[0].isoformat() if len(days) == 1 else None,
         tags=tags,
-        resources={"kis": KisConfig()},
+        resources=resources(),
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )

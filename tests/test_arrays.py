@@ -112,7 +112,7 @@ def test_a_days_tables_warehouse_and_report_never_import_pandas(tmp_path: Path) 
         with duckdb.connect(str(path), read_only=True) as con:
             assert day_summary.summarize(con, days[-1]).accounts == 2
             report.write(con, days[-1], root)
-            report.render_main_chart_png(con, days[-1])
+            report.render_main_chart_svg(con, days[-1])
         loaded = sorted(m for m in sys.modules if m.split(".")[0] == "pandas")
         assert not loaded, loaded
         """

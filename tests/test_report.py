@@ -1,4 +1,4 @@
-"""The HTML portfolio report and its PNG chart, from a warehouse the pipeline built.
+"""The HTML portfolio report and its chart for Dagster's UI, from a warehouse the pipeline built.
 
 The end-to-end tests materialize a history through Dagster against the embedded simulator
 (including an account with 19-digit amounts), render today's report, and read it back the
@@ -7,12 +7,13 @@ way a person would see it: parsed by headless Chromium (its serialized DOM) and 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import struct
 import subprocess
 import tempfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -20,6 +21,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 from itertools import pairwise
 from pathlib import Path
+from xml.etree import ElementTree
 
 import dagster as dg
 import duckdb
@@ -34,7 +36,7 @@ from pipelines.reporting.report import (
     format_krw,
     format_krw_short,
     format_won,
-    render_main_chart_png,
+    render_main_chart_svg,
     render_report,
 )
 from tests.runs import failure_text, materialize
@@ -425,7 +427,7 @@ def test_report_screenshot_is_a_real_picture(page: Path, tmp_path: Path) -> None
     shot = tmp_path / "report.png"
     chromium(tmp_path, page, "--window-size=1280,2400", f"--screenshot={shot}")
     data = shot.read_bytes()
-    assert data[:8] == report.PNG_SIGNATURE
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (1280, 2400)
     assert len(data) > 20_000
 
@@ -471,7 +473,7 @@ def test_an_empty_warehouse_gives_a_report_that_says_so(isolated_env: Path) -> N
     day = date(2026, 11, 26)
     with duckdb.connect(str(path), read_only=True) as con:
         text = render_report(con, day)
-        png = render_main_chart_png(con, day)
+        image = render_main_chart_svg(con, day)
     dom = parse(text)
     assert not {n.attrs.get("id") for n in dom.walk()} & set(CHARTS)
     for view in (
@@ -483,56 +485,89 @@ def test_an_empty_warehouse_gives_a_report_that_says_so(isolated_env: Path) -> N
     ):
         assert f"No rows in <code>{view}</code> for {day}" in text
     assert "데이터가 없습니다" in text
-    width, height, _ = read_png(png)
-    assert width > 0 and height > 0
+    chart = ElementTree.fromstring(image)  # an image's SVG must be well-formed XML
+    assert int(chart.attrib["width"]) > 0 and int(chart.attrib["height"]) > 0
+    assert f"No rows in consolidated_allocation for {day}" in image
 
 
 # ---------------------------------------------------------------------------------------------
-# The PNG for Dagster
+# The chart for Dagster's UI: an SVG image in the run's metadata
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
-def read_png(data: bytes) -> tuple[int, int, list[bytes]]:
-    """Width, height and pixel rows of an 8-bit RGB PNG, checking every chunk's CRC."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    offset, chunks = 8, []
-    while offset < len(data):
-        (length,) = struct.unpack(">I", data[offset : offset + 4])
-        kind = data[offset + 4 : offset + 8]
-        body = data[offset + 8 : offset + 8 + length]
-        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
-        assert zlib.crc32(kind + body) & 0xFFFFFFFF == crc, kind
-        chunks.append((kind, body))
-        offset += 12 + length
-    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
-    width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
-    assert (depth, colour_type, interlace) == (8, 2, 0)
-    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
-    stride = 1 + 3 * width
-    assert len(raw) == height * stride
-    rows = [raw[i * stride : (i + 1) * stride] for i in range(height)]
-    assert all(row[0] == 0 for row in rows)  # filter type None
-    return width, height, [row[1:] for row in rows]
-
-
-def test_main_chart_png_draws_one_bar_per_asset_class_to_scale(history: History) -> None:
+def test_main_chart_image_draws_one_bar_per_asset_class_to_scale(history: History) -> None:
     with history.connect() as con:
-        png = render_main_chart_png(con, history.today)
+        image = render_main_chart_svg(con, history.today)
         allocation = con.execute(
             "SELECT asset_class, market_value FROM consolidated_allocation "
             "WHERE snapshot_date = ? ORDER BY market_value DESC",
             [history.today],
         ).fetchall()
-    width, height, rows = read_png(png)
-    assert width > 0 and height > 0
-    plot = width - 2 * report.PNG_MARGIN
+    chart = ElementTree.fromstring(image)  # an image's SVG must be well-formed XML
+    assert chart.tag == f"{SVG}svg" and int(chart.attrib["width"]) > 0
+    bars = [r for r in chart.iter(f"{SVG}rect") if r.attrib.get("class") == "mark"]
+    assert [(b.attrib["data-key"], Decimal(b.attrib["data-value"])) for b in bars] == allocation
     largest = allocation[0][1]
-    for i, (asset_class, value) in enumerate(allocation):
-        middle = rows[report.PNG_MARGIN + i * (report.PNG_BAR + report.PNG_GAP) + 10]
-        colour = bytes.fromhex(report.ASSET_CLASSES[asset_class][2].lstrip("#"))
-        pixels = [middle[x * 3 : x * 3 + 3] for x in range(width)]
-        drawn = [x for x, pixel in enumerate(pixels) if pixel == colour]
-        expected = value * plot / largest
-        assert abs(len(drawn) - expected) <= 1, asset_class
-        if drawn:  # one solid bar from the left edge of the plot
-            assert drawn[0] == report.PNG_MARGIN
-            assert drawn == list(range(drawn[0], drawn[-1] + 1))
+    for bar, (asset_class, value) in zip(bars, allocation, strict=True):
+        assert bar.attrib["fill"] == report.ASSET_CLASSES[asset_class][2]
+        expected = value * report.BAR_PLOT_W / largest
+        assert abs(Decimal(bar.attrib["width"]) - expected) <= Decimal("0.01"), asset_class
+        assert Decimal(bar.attrib["x"]) == report.BAR_PLOT_X  # from the zero line
+    labels = [t.text for t in chart.iter(f"{SVG}text")]
+    assert all(report.ASSET_CLASSES[asset_class][0] in labels for asset_class, _ in allocation)
+
+
+@needs_chromium
+def test_main_chart_image_shows_in_chromium_as_in_dagsters_ui(
+    history: History, tmp_path: Path
+) -> None:
+    """Dagster's UI shows the chart as Markdown `![…](data:image/svg+xml;base64,…)`: an <img>.
+    Chromium draws it; each bar's row holds as many pixels of its colour as its width."""
+    with history.connect() as con:
+        image = render_main_chart_svg(con, history.today)
+    bars = [
+        r
+        for r in ElementTree.fromstring(image).iter(f"{SVG}rect")
+        if r.attrib.get("class") == "mark"
+    ]
+    rows = [
+        {
+            "y": int(b.attrib["y"]) + int(b.attrib["height"]) // 2,
+            "fill": b.attrib["fill"],
+        }
+        for b in bars
+    ]
+    source = "data:image/svg+xml;base64," + base64.b64encode(image.encode()).decode()
+    page = tmp_path / "image.html"
+    page.write_text(
+        f"""<!DOCTYPE html><html><body><img id="chart" src="{source}"><script>
+        const image = document.getElementById("chart");
+        const rows = {json.dumps(rows)};
+        image.decode().then(() => {{
+          const canvas = document.createElement("canvas");
+          canvas.width = image.naturalWidth;
+          canvas.height = image.naturalHeight;
+          const draw = canvas.getContext("2d");
+          draw.drawImage(image, 0, 0);
+          const hex = (d, i) => "#" + [0, 1, 2].map(
+            (k) => d[i + k].toString(16).padStart(2, "0")).join("");
+          const counts = rows.map((row) => {{
+            const d = draw.getImageData(0, row.y, canvas.width, 1).data;
+            let n = 0;
+            for (let x = 0; x < canvas.width; x++) if (hex(d, 4 * x) === row.fill) n++;
+            return n;
+          }});
+          document.body.dataset.size = image.naturalWidth + "x" + image.naturalHeight;
+          document.body.dataset.counts = counts.join(",");
+        }});
+        </script></body></html>""",
+        encoding="utf-8",
+    )
+    dom = parse(chromium(tmp_path, page, "--dump-dom").stdout)
+    [body] = dom.find("body")
+    height = ElementTree.fromstring(image).attrib["height"]
+    assert body.attrs["data-size"] == f"{report.BAR_WIDTH}x{height}"
+    counts = [int(n) for n in body.attrs["data-counts"].split(",")]
+    for bar, drawn in zip(bars, counts, strict=True):
+        assert abs(drawn - Decimal(bar.attrib["width"])) <= 2, bar.attrib["data-key"]

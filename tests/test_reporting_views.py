@@ -258,7 +258,9 @@ def test_the_report_asset_writes_the_day_and_shows_its_chart(history: Path) -> N
     result = materialize(today)
     [event] = result.asset_materializations_for_node("portfolio_report")
     markdown = event.metadata["allocation_chart"].value
-    match = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
+    match = re.search(r"!\[[^]]*\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", markdown)
     assert match is not None
-    assert base64.b64decode(match.group(1)).startswith(b"\x89PNG\r\n\x1a\n")
+    image = base64.b64decode(match.group(1)).decode()
+    assert image.startswith('<svg xmlns="http://www.w3.org/2000/svg" id="chart-asset-class"')
+    assert 'class="mark"' in image
     assert event.metadata["path"].value == str(report)

@@ -1,0 +1,68 @@
+"""The IO manager of `asset_categories` and `account_summary`: the tables as pandas DataFrames.
+
+`balance_tables` writes its own Parquet files and returns MaterializeResults, which skip
+`handle_output`; this IO manager only loads, so an asset of yours can take
+`asset_categories: pd.DataFrame`. One partition loads as a DataFrame; several (a range, or an
+unpartitioned asset downstream) as a dict of DataFrames keyed by partition, as Dagster's own
+file IO managers do.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+#: The resource key the tables' specs name.
+KEY = "parquet_tables"
+
+
+class ParquetTablesIOManager(dg.IOManager):
+    """Reads `parquet/<table>/snapshot_date=…/data.parquet` under `data_root` into Arrow-backed
+    DataFrames: exact decimal amounts, `snapshot_date` a date column (from the partition).
+
+    A missing day fails the load, unless the input's metadata sets `allow_missing_partitions`
+    (then a range leaves that day out).
+    """
+
+    def __init__(self, data_root: Path):
+        self.data_root = data_root
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        if obj is not None:
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: the Parquet tables are written by the "
+                "balance_tables asset itself; this IO manager only loads them"
+            )
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        # pandas only where a table is loaded: the pipeline's own runs never import it
+        from pipelines import frames
+
+        table = context.asset_key.path[-1]
+        if not context.has_asset_partitions:
+            raise dg.Failure(f"{table} is partitioned by day: load it for a partition or a range")
+        keys = context.asset_partition_keys
+        if len(keys) == 1:
+            return frames.read_day(self.data_root, table, date.fromisoformat(keys[0]))
+        allow_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
+        loaded = {}
+        for key in keys:
+            try:
+                loaded[key] = frames.read_day(self.data_root, table, date.fromisoformat(key))
+            except frames.MissingDayError:
+                if not allow_missing:
+                    raise
+        return loaded
+
+
+@dg.io_manager(
+    required_resource_keys={"kis"},
+    description="Loads asset_categories and account_summary from their Parquet files as pandas "
+    "DataFrames (Arrow-backed: exact decimal amounts), under the kis resource's data root.",
+)
+def parquet_tables_io_manager(context: dg.InitResourceContext) -> ParquetTablesIOManager:
+    # the `kis` resource of the run, so the data root is the one the assets write to
+    return ParquetTablesIOManager(context.resources.kis.settings().data_root)

@@ -1,0 +1,104 @@
+"""The tables and views as pandas DataFrames, for notebooks and for the tables' IO manager.
+
+Every column is Arrow-backed (`pd.ArrowDtype`): amounts stay exact `decimal128(38, 8)`, never
+float, `snapshot_date` is a date and a missing value stays missing. In a notebook:
+
+    from pipelines import frames
+    frames.table("net_asset_history")                 # any view of the warehouse
+    frames.query("SELECT * FROM latest_allocation WHERE NOT is_total")
+    frames.day("asset_categories", "2026-11-26")      # one day's Parquet file
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.balance import schema, warehouse
+from pipelines.balance.tables import ParquetTables
+from pipelines.settings import Settings
+
+#: The dtype of every amount in a DataFrame: exact, as in the Parquet files and the views.
+AMOUNT = pd.ArrowDtype(schema.AMOUNT)
+#: The dtype of `snapshot_date`: values are `datetime.date`.
+DATE = pd.ArrowDtype(pa.date32())
+
+
+class MissingDayError(FileNotFoundError):
+    """A day that has no Parquet file for the table (not materialized, or no snapshot)."""
+
+
+def from_arrow(table: pa.Table) -> pd.DataFrame:
+    """A DataFrame whose every column keeps its Arrow type (decimals stay decimals)."""
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def _as_date(day: date | str) -> date:
+    return day if isinstance(day, date) else date.fromisoformat(day)
+
+
+def _data_root(data_root: Path | str | None) -> Path:
+    return Path(data_root) if data_root is not None else Settings.from_env().data_root
+
+
+def read_day(data_root: Path, table: str, day: date) -> pd.DataFrame:
+    """One day of `table` from its Parquet file, `snapshot_date` first (from the partition)."""
+    if table not in schema.TABLES:
+        raise ValueError(f"no table {table!r}: the tables are {', '.join(schema.TABLES)}")
+    path = ParquetTables(data_root).path(table, day)
+    try:
+        data = pq.ParquetFile(path).read()
+    except FileNotFoundError:
+        raise MissingDayError(
+            f"{table} has no file for {day} ({path}): the day was not materialized or had no "
+            "snapshot"
+        ) from None
+    dates = pa.array([day] * data.num_rows, pa.date32())
+    return from_arrow(data.add_column(0, schema.PARTITION_COLUMN, dates))
+
+
+def day(
+    table: str, snapshot_date: date | str, *, data_root: Path | str | None = None
+) -> pd.DataFrame:
+    """One day of `asset_categories` or `account_summary` (data root: KIS_DATA_ROOT)."""
+    return read_day(_data_root(data_root), table, _as_date(snapshot_date))
+
+
+@contextmanager
+def connect(data_root: Path | str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to the warehouse (data root: KIS_DATA_ROOT, else data/)."""
+    path = _data_root(data_root) / warehouse.FILE_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no warehouse at {path}: run `make demo` or materialize a day")
+    with duckdb.connect(str(path), read_only=True) as con:
+        yield con
+
+
+def query(
+    sql: str, parameters: object = None, *, data_root: Path | str | None = None
+) -> pd.DataFrame:
+    """The result of a query on the warehouse's views, with `?` or `$name` parameters."""
+    with connect(data_root) as con:
+        return from_arrow(con.execute(sql, parameters).to_arrow_table())
+
+
+def table(name: str, *, data_root: Path | str | None = None) -> pd.DataFrame:
+    """A whole view (or lookup table) of the warehouse, e.g. `net_asset_history`."""
+    with connect(data_root) as con:
+        names = [
+            row[0]
+            for row in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal "
+                "UNION ALL SELECT table_name FROM duckdb_tables() ORDER BY 1"
+            ).fetchall()
+        ]
+        if name not in names:
+            raise ValueError(f"no view or table {name!r} in the warehouse: {', '.join(names)}")
+        return from_arrow(con.table(name).to_arrow_table())
