@@ -35,6 +35,9 @@ IN_FLIGHT = [
 TAG_DAY = "kis/capture_day"
 TAG_ATTEMPT = "kis/capture_attempt"
 TAG_ACCOUNTS = "kis/capture_accounts"
+#: A capture run still in flight after this long lost its process (killed, say): the daemon's
+#: run monitoring cancels it, so the sensor can try again (a run normally takes seconds).
+MAX_RUNTIME = {"dagster/max_runtime_seconds": "3600"}
 
 
 def tick_interval(settings: capture.CaptureSettings) -> int:
@@ -71,7 +74,7 @@ def balance_capture(context: dg.SensorEvaluationContext, kis: KisConfig) -> dg.S
         filters=dg.RunsFilter(tags={"dagster/partition": today}, statuses=IN_FLIGHT), limit=1
     )
     decision = capture.decide(
-        settings.capture,
+        CAPTURE,  # as the partitions were built, even if .env changed since
         now,
         accounts=[account.id for account in settings.accounts],
         landed=lambda day: capture.landed_accounts(landing, day),
@@ -91,7 +94,12 @@ def balance_capture(context: dg.SensorEvaluationContext, kis: KisConfig) -> dg.S
                 run_key=attempt.run_key,
                 partition_key=attempt.day.isoformat(),
                 run_config={"resources": {"kis": {"config": {"only_accounts": accounts}}}},
-                tags={TAG_DAY: today, TAG_ATTEMPT: str(attempt.number), TAG_ACCOUNTS: accounts},
+                tags={
+                    TAG_DAY: today,
+                    TAG_ATTEMPT: str(attempt.number),
+                    TAG_ACCOUNTS: accounts,
+                    **MAX_RUNTIME,
+                },
             )
         ],
         cursor=cursor,

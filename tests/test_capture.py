@@ -263,6 +263,12 @@ def test_days_before_the_history_are_not_reported_missed() -> None:
     assert "MISSED" not in decision.reason and "Last capture day" not in decision.reason
 
 
+def test_nothing_is_captured_before_the_history_starts() -> None:
+    decision = decide_at(at(WEDNESDAY, "19:00"), first_day=FRIDAY)
+    assert decision.attempt is None
+    assert decision.reason.startswith("The history starts on 2026-11-27 (KIS_HISTORY_START)")
+
+
 def test_the_cursor_survives_json_and_garbage_is_no_cursor() -> None:
     cursor = CaptureCursor(WEDNESDAY, 7)
     assert CaptureCursor.from_json(cursor.to_json()) == cursor

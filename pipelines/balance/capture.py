@@ -320,6 +320,12 @@ def decide(
     capture day ended (`first_day`: days before it are not reported).
     """
     today = seoul_day(now)
+    if first_day is not None and today < first_day:
+        return Decision(
+            None,
+            f"The history starts on {first_day} (KIS_HISTORY_START): nothing to capture before.",
+            cursor,
+        )
     if not settings.in_window(now):
         return Decision(None, _outside(settings, now, accounts, landed, first_day), cursor)
     missing = missing_accounts(accounts, landed(today))
