@@ -4,6 +4,7 @@ the partitions built from it and the missed_captures view."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
@@ -432,3 +433,47 @@ def test_today_is_missed_only_once_its_window_has_closed(tmp_path: Path) -> None
     for settings, expected in [(closed, [("12345678-01", today)]), (still_open, [])]:
         path = warehouse.build(tmp_path, None, CaptureCalendar(settings, today, ACCOUNTS[:1]))
         assert missed(path, tomorrow) == expected
+
+
+def test_the_cli_builds_today_and_rebuilds_landed_days_of_the_capture_days(
+    isolated_env: Path, tmp_path: Path
+) -> None:
+    """`dagster asset materialize --partition D` with the partitions as a user gets them: the
+    history starts at the first landed day, and only capture days are partitions."""
+    from pipelines.balance.fetch import today_in_seoul
+
+    today = today_in_seoul()
+    landed_day = today - timedelta(days=2)
+    names = ",".join(capture.DAY_NAMES[d.weekday()] for d in (landed_day, today))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    base = {k: v for k, v in os.environ.items() if k != "KIS_HISTORY_START"}
+    base.update(DAGSTER_HOME=str(home), KIS_CAPTURE_DAYS=names, KIS_ENV="sim")
+
+    def cli(day: date) -> subprocess.CompletedProcess[str]:
+        command = ["asset", "materialize", "-m", "pipelines.definitions", "--select", "*"]
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "dagster"), *command, "--partition", str(day)],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=base,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    # a day landed earlier (the simulator answers as of a past day): the history starts there
+    from pipelines.balance.fetch import fetch_and_land
+    from pipelines.settings import Settings
+
+    report = fetch_and_land(
+        Settings.from_env(), RawLanding(isolated_env), landed_day, sim_as_of=landed_day
+    )
+    assert len(report.landed) == 2 and not report.failures
+    for day in (landed_day, today):  # a rebuild from raw, then today's live fetch
+        completed = cli(day)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+    with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
+        days = con.sql("SELECT DISTINCT snapshot_date FROM account_summary ORDER BY 1").fetchall()
+        missed = con.sql("SELECT count(*) FROM missed_captures").fetchall()
+    assert days == [(landed_day,), (today,)]
+    assert missed == [(0,)]  # the day between is no capture day, and no other day was missed
