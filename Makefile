@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo run ui sql browser postgres-server simulator test lint typecheck bench check
+.PHONY: help setup demo run ui service sql browser postgres-server simulator test lint typecheck bench check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -32,8 +32,13 @@ demo: setup ## a month of simulated history, today's partition, and a query of t
 run: setup ## materialize today's partition with your .env / KIS_* settings
 	$(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
 
-ui: setup ## the Dagster UI on http://127.0.0.1:3000 (schedule included)
+ui: setup ## the Dagster UI on http://127.0.0.1:3000 (dg dev, capture sensor included)
 	$(BIN)/dg dev -h 127.0.0.1 -p 3000
+
+# e.g. make service SERVICE_ARGS="--port 3001 --dagster-home /srv/kis/dagster"
+SERVICE_ARGS ?=
+service: setup ## install systemd user units: dagster-daemon and dagster-webserver (README)
+	$(BIN)/python -m pipelines.service $(SERVICE_ARGS)
 
 sql: setup ## a DuckDB shell (same version as the pipeline's) on the warehouse, read-only
 	$(BIN)/duckdb -readonly "$${KIS_DATA_ROOT:-data}/warehouse.duckdb"

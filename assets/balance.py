@@ -5,7 +5,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -13,9 +13,9 @@ import duckdb
 import pyarrow as pa
 
 from assets import io_managers
-from assets.partitions import daily_partitions
+from assets.partitions import CAPTURE, daily_partitions, window_freshness
 from assets.resources import KisConfig
-from pipelines.balance import checks, schema, tidy, warehouse
+from pipelines.balance import capture, checks, schema, tidy, warehouse
 from pipelines.balance import targets as targets_module
 from pipelines.balance.fetch import (
     DayAction,
@@ -268,16 +268,15 @@ def balance_tables(
             "(KIS_TARGETS_FILE); a warning, so the daily run says when to rebalance.",
         )
     ],
-    # A missed weekday shows: by 20:00 KST the views must have been rebuilt since 18:00.
-    freshness_policy=dg.FreshnessPolicy.cron(
-        deadline_cron="0 20 * * 1-5", lower_bound_delta=timedelta(hours=2), timezone="Asia/Seoul"
-    ),
+    # A capture day without a run shows: by the window's close the views must have been
+    # rebuilt since it opened (KIS_CAPTURE_WINDOW on KIS_CAPTURE_DAYS).
+    freshness_policy=window_freshness(CAPTURE),
     group_name=GROUP,
     kinds={"duckdb"},
     description=(
         "warehouse.duckdb in the data root: views asset_categories, account_summary, "
-        "latest_allocation, net_asset_history and consolidated_allocation over every day's "
-        "Parquet files. Rebuilt whole "
+        "latest_allocation, net_asset_history, consolidated_allocation and missed_captures "
+        "over every day's Parquet files. Rebuilt whole "
         "and swapped in atomically; open it read-only from anywhere."
     ),
 )
@@ -285,7 +284,13 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
     settings = kis.settings()
     with explained_failures():
         targets = targets_module.load(settings.targets_file) if settings.targets_file else None
-    path = warehouse.build(settings.data_root, targets)
+    calendar = capture.CaptureCalendar(
+        settings.capture,
+        capture.history_start(settings.capture, RawLanding(settings.data_root), today_in_seoul()),
+        # every configured account, also in a run the capture sensor narrowed to a few
+        tuple(account.id for account in kis.settings(every_account=True).accounts),
+    )
+    path = warehouse.build(settings.data_root, targets, calendar)
     day = _days(context)[-1]
     with duckdb.connect(str(path), read_only=True) as con:
         summary = day_summary.summarize(con, day)

@@ -1,11 +1,12 @@
 """The `kis` resource: where to fetch from and where data lives; unset fields use KIS_* env."""
 
+import dataclasses
 import os
 
 import dagster as dg
 from pydantic import Field
 
-from pipelines.settings import Settings
+from pipelines.settings import Settings, SettingsError
 
 
 class KisConfig(dg.ConfigurableResource):
@@ -16,8 +17,15 @@ class KisConfig(dg.ConfigurableResource):
     accounts: str | None = Field(default=None, description="CANO-ACNT_PRDT_CD list (KIS_ACCOUNTS)")
     custtype: str | None = Field(default=None, description="P or B (KIS_CUSTTYPE)")
     data_root: str | None = Field(default=None, description="data directory (KIS_DATA_ROOT)")
+    only_accounts: str | None = Field(
+        default=None,
+        description="fetch only these of the configured accounts (comma-separated "
+        "CANO-ACNT_PRDT_CD); the capture sensor sets it to the accounts still missing today",
+    )
 
-    def settings(self) -> Settings:
+    def settings(self, *, every_account: bool = False) -> Settings:
+        """The settings; with `only_accounts` set, only those accounts (unless
+        `every_account`)."""
         overrides = {
             "KIS_ENV": self.env,
             "KIS_BASE_URL": self.base_url,
@@ -26,4 +34,19 @@ class KisConfig(dg.ConfigurableResource):
             "KIS_DATA_ROOT": self.data_root,
         }
         environ = {**os.environ, **{k: v for k, v in overrides.items() if v is not None}}
-        return Settings.from_env(environ)
+        settings = Settings.from_env(environ)
+        if self.only_accounts is None or every_account:
+            return settings
+        wanted = {item.strip() for item in self.only_accounts.split(",") if item.strip()}
+        configured = {account.id for account in settings.accounts}
+        unknown = sorted(wanted - configured)
+        if unknown or not wanted:
+            raise SettingsError(
+                f"only_accounts={self.only_accounts!r}: "
+                + (f"{', '.join(unknown)} not among" if unknown else "names none of")
+                + f" the configured accounts ({', '.join(sorted(configured))}; KIS_ACCOUNTS "
+                "and KIS_ACCOUNTS_FILE)"
+            )
+        return dataclasses.replace(
+            settings, accounts=tuple(a for a in settings.accounts if a.id in wanted)
+        )

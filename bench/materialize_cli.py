@@ -2,8 +2,8 @@
 
 Each command runs in a subprocess with KIS_DATA_ROOT, XDG_CACHE_HOME and DAGSTER_HOME in a
 temporary directory (DAGSTER_HOME holding a copy of the project's .dagster/dagster.yaml), no
-KIS_* variable from the caller and KIS_ACCOUNTS set to one account (so: the simulator, one
-account):
+KIS_* variable from the caller, KIS_ACCOUNTS set to one account (so: the simulator, one
+account) and KIS_CAPTURE_DAYS=mon-sun (today is a partition on any day):
 
 * pipeline: `dagster asset materialize -m pipelines.definitions --select '*' --partition <today>`
 * framework floor: the same command on bench/floor_definitions.py (one asset returning nothing)
@@ -59,6 +59,8 @@ def environment(tmp: Path, data_root: Path | None = None) -> dict[str, str]:
     env.update(
         KIS_DATA_ROOT=str(data_root or tmp / "data"),
         KIS_ACCOUNTS=ACCOUNT,
+        # today is a partition whatever the weekday
+        KIS_CAPTURE_DAYS="mon-sun",
         XDG_CACHE_HOME=str(tmp / "cache"),
         DAGSTER_HOME=str(home),
         DAGSTER_DISABLE_TELEMETRY="1",

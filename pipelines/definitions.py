@@ -6,10 +6,10 @@ from typing import Any
 import dagster as dg
 
 from assets import io_managers
+from assets.automation import balance_capture, daily_balance_job
 from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
 from assets.duckdb_resource import warehouse_duckdb
 from assets.resources import KisConfig
-from assets.schedules import daily_balance_job, daily_balance_schedule
 
 # `dg launch --assets '*'` parses the selection with a beta parameter of Dagster's own
 # (`AssetSelection.all(include_sources=…)`), which would print on every run: nothing of ours.
@@ -31,7 +31,7 @@ def resources(kis: KisConfig | None = None) -> dict[str, Any]:
 defs = dg.Definitions(
     assets=[kis_balance_raw, balance_tables, warehouse_views, portfolio_report],
     jobs=[daily_balance_job],
-    schedules=[daily_balance_schedule],
+    sensors=[balance_capture],
     resources=resources(),
     # One process per run: a one-day run takes seconds instead of a process start per step.
     executor=dg.in_process_executor,

@@ -1,7 +1,8 @@
 """`make demo`: a month of simulated history plus today's partition, then a look at the result.
 
 Always runs against the simulator. If your configuration selects real mode, the demo writes to
-data/demo/ instead, so simulated numbers never mix with your real history.
+data/demo/ instead, so simulated numbers never mix with your real history. Its days are the
+capture days (KIS_CAPTURE_DAYS) of the past month and today, if today is one.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from datetime import date, timedelta
 import dagster as dg
 import duckdb
 
-from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
-from assets.resources import KisConfig
 from pipelines.balance import warehouse
+from pipelines.balance.capture import CaptureSettings
 from pipelines.balance.fetch import today_in_seoul
 from pipelines.definitions import resources
-from pipelines.settings import REPO_ROOT, Settings
+from pipelines.settings import REPO_ROOT, Settings, capture_from_env
 
 HISTORY_DAYS = 30
 DEMO_QUERIES = (
@@ -35,14 +35,21 @@ DEMO_QUERIES = (
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
-def demo_days(today: date, days: int = HISTORY_DAYS) -> list[date]:
-    """Weekdays of the past month (when the schedule would have run), then today."""
-    past = (today - timedelta(days=n) for n in range(days, 0, -1))
-    return [d for d in past if d.weekday() < 5] + [today]
+def demo_days(today: date, capture: CaptureSettings, days: int = HISTORY_DAYS) -> list[date]:
+    """The capture days of the past month (when the capture sensor would have run), and today
+    if it is one."""
+    return capture.capture_days(today - timedelta(days=days), today)
 
 
 def main() -> int:
     configured = Settings.from_env()
+    today = today_in_seoul()
+    days = demo_days(today, capture_from_env())
+    # The partitions are built when the assets are imported: from the demo's first day.
+    os.environ["KIS_HISTORY_START"] = days[0].isoformat()
+    from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
+    from assets.resources import KisConfig
+
     data_root = configured.data_root if configured.is_simulated else REPO_ROOT / "data" / "demo"
     kis = KisConfig(env="sim", base_url="", accounts="", data_root=str(data_root))
     settings = kis.settings()
@@ -54,10 +61,10 @@ def main() -> int:
         "machine)."
     )
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    today = today_in_seoul()
     started = time.perf_counter()
-    for day in demo_days(today):
-        selection = None if day == today else [kis_balance_raw.key, *balance_tables.keys]
+    for day in days:
+        # the views and the report once, on the last day; each day's tables on every day
+        selection = None if day == days[-1] else [kis_balance_raw.key, *balance_tables.keys]
         result = dg.materialize(
             [kis_balance_raw, balance_tables, warehouse_views, portfolio_report],
             partition_key=day.isoformat(),
@@ -71,10 +78,7 @@ def main() -> int:
         print(f"  {day} {'(today) ' if day == today else ''}{status}")
         if not result.success:
             return 1
-    print(
-        f"Materialized {len(demo_days(today))} daily partitions in "
-        f"{time.perf_counter() - started:.1f} s.\n"
-    )
+    print(f"Materialized {len(days)} daily partitions in {time.perf_counter() - started:.1f} s.\n")
 
     warehouse_path = settings.data_root / warehouse.FILE_NAME
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
@@ -88,7 +92,7 @@ def main() -> int:
     print(f"  DuckDB    {warehouse_path}  (views: {', '.join(warehouse.view_names())})")
     print("Query it:   make sql   (a DuckDB shell on the warehouse, read-only)")
     print(
-        f"Report:     {settings.data_root / 'reports' / f'portfolio-{today}.html'}"
+        f"Report:     {settings.data_root / 'reports' / f'portfolio-{days[-1]}.html'}"
         "  (open it in a browser; it needs no network)"
     )
     print("Dagster UI: make ui  (then open http://127.0.0.1:3000)")

@@ -14,6 +14,11 @@ KIS_SHARDS         runs a day's fetch is split into by app key, for several work
 KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/kis/faults.py).
 KIS_DATA_ROOT      where raw JSON, Parquet and the warehouse live (default: data/ in the repo).
 KIS_TARGETS_FILE   optional TOML of target weights per asset class (allocation_drift view).
+KIS_CAPTURE_WINDOW HH:MM-HH:MM in Asia/Seoul when the capture sensor fetches (default 18:30-23:30).
+KIS_CAPTURE_EVERY  minutes between the window's attempts (default 20; decimals allowed).
+KIS_CAPTURE_DAYS   capture days: names or ranges, e.g. mon-wed,fri (default mon-fri; mon-sun).
+KIS_HISTORY_START  YYYY-MM-DD, the first day (partition) of the history; default: the first day
+                   with a landed raw answer in the data root, else today.
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
+from pipelines.balance import capture
+from pipelines.balance.capture import CaptureSettings, CaptureSpecError
 from pipelines.kis.client import Credentials
 from pipelines.kis.faults import FaultPlan, FaultSpecError
 from pipelines.kis.protocol import (
@@ -69,6 +77,7 @@ class Settings:
     shards: int = 1
     sim_faults: str = ""
     targets_file: Path | None = None
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
 
     @property
     def is_simulated(self) -> bool:
@@ -147,7 +156,6 @@ class Settings:
             Credentials(app_key, app_secret) if app_key and app_secret else SIM_CREDENTIALS
         )
         base_url = values.get("KIS_BASE_URL") or (REAL_BASE_URL if env == "real" else None)
-        data_root = Path(values.get("KIS_DATA_ROOT") or REPO_ROOT / "data").expanduser()
         sim_faults = values.get("KIS_SIM_FAULTS", "")
         try:
             FaultPlan.parse(sim_faults)
@@ -159,7 +167,7 @@ class Settings:
             credentials=credentials,
             accounts=tuple(accounts) or SIM_ACCOUNTS,
             custtype=custtype,
-            data_root=data_root.resolve(),
+            data_root=_data_root(values),
             account_credentials=own_keys,
             corporate=_corporate(values) if custtype == "B" else None,
             rate_limit=_rate_limit(values.get("KIS_RATE_LIMIT")),
@@ -171,7 +179,48 @@ class Settings:
                 if values.get("KIS_TARGETS_FILE")
                 else None
             ),
+            capture=_capture(values),
         )
+
+
+def data_root_from_env(
+    environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
+) -> Path:
+    """KIS_DATA_ROOT alone, without the checks the rest of the settings need."""
+    return _data_root(_merged(environ, env_file or ENV_FILE))
+
+
+def capture_from_env(
+    environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
+) -> CaptureSettings:
+    """The KIS_CAPTURE_* and KIS_HISTORY_START settings alone (what the Dagster definitions
+    are built from at import, even when the rest of the configuration is incomplete)."""
+    return _capture(_merged(environ, env_file or ENV_FILE))
+
+
+def _data_root(values: Mapping[str, str]) -> Path:
+    return Path(values.get("KIS_DATA_ROOT") or REPO_ROOT / "data").expanduser().resolve()
+
+
+CAPTURE_PARSERS = {
+    "KIS_CAPTURE_WINDOW": ("window", capture.parse_window),
+    "KIS_CAPTURE_EVERY": ("every", capture.parse_every),
+    "KIS_CAPTURE_DAYS": ("days", capture.parse_days),
+    "KIS_HISTORY_START": ("history_start", capture.parse_history_start),
+}
+
+
+def _capture(values: Mapping[str, str]) -> CaptureSettings:
+    fields: dict[str, Any] = {}
+    for name, (attribute, parse) in CAPTURE_PARSERS.items():
+        text = values.get(name)
+        if not text:
+            continue
+        try:
+            fields[attribute] = parse(text)
+        except CaptureSpecError as error:
+            raise SettingsError(f"{name}={error}") from None
+    return CaptureSettings(**fields)
 
 
 def _merged(environ: Mapping[str, str] | None, env_file: Path) -> dict[str, str]:

@@ -16,13 +16,22 @@ from pipelines.kis.tokens import TokenCache
 # postgres_server (a throwaway PostgreSQL for the session) and postgres_db (a database per test)
 pytest_plugins = ("tests.postgres",)
 
+#: Tests materialize any day since 2023, weekends too: every day is a capture day (partition).
+#: Set before any test module imports the assets, whose partitions are built at import, and
+#: kept for every test (and the processes tests start).
+PARTITION_ENV = {"KIS_CAPTURE_DAYS": "mon-sun", "KIS_HISTORY_START": "2023-01-01"}
+os.environ.update(PARTITION_ENV)
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No KIS_* variable, no developer .env, a private token cache and data root per test."""
+    """No KIS_* variable (but PARTITION_ENV), no developer .env, a private token cache and data
+    root per test."""
     for name in list(os.environ):
         if name.startswith("KIS_"):
             monkeypatch.delenv(name)
+    for name, value in PARTITION_ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setattr(pipelines.settings, "ENV_FILE", tmp_path / "no.env")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     data_root = tmp_path / "data"

@@ -1,4 +1,4 @@
-"""Snapshot of the Dagster definitions: what the UI shows and what the schedule runs."""
+"""Snapshot of the Dagster definitions: what the UI shows and what the automation runs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from datetime import datetime
 
 import dagster as dg
 
-from assets.schedules import daily_balance_schedule, partition_for
+from assets.automation import tick_interval
+from pipelines.balance.capture import CaptureSettings
 from pipelines.definitions import defs
 from pipelines.kis.tokens import SEOUL
 
@@ -50,30 +51,28 @@ def test_asset_graph_snapshot() -> None:
         assert schema.columns[0].name == "snapshot_date"
 
 
-def test_one_daily_partitioning_in_seoul_with_todays_partition() -> None:
+def test_one_partitioning_of_capture_days_in_seoul_with_todays_partition() -> None:
     graph = defs.resolve_asset_graph()
     partitions = {graph.get(key).partitions_def for key in graph.get_all_asset_keys()}
     assert len(partitions) == 1
-    [daily] = partitions
-    assert isinstance(daily, dg.DailyPartitionsDefinition)
-    assert daily.timezone == "Asia/Seoul"
+    [days] = partitions
+    assert isinstance(days, dg.TimeWindowPartitionsDefinition)
+    assert days.timezone == "Asia/Seoul"
+    # tests/conftest.py: every day a capture day, history from 2023-01-01
+    assert days.cron_schedule == "0 0 * * *"
+    assert days.get_first_partition_key() == "2023-01-01"
     today = datetime.now(SEOUL).date().isoformat()
-    assert daily.get_last_partition_key() == today
+    assert days.get_last_partition_key() == today
 
 
-def test_schedule_runs_weekdays_after_close_in_seoul_and_is_on_by_default() -> None:
-    schedule = defs.resolve_schedule_def("daily_balance_schedule")
-    assert schedule.cron_schedule == "30 18 * * 1-5"
-    assert schedule.execution_timezone == "Asia/Seoul"
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 25, 18, 30, tzinfo=SEOUL)
-    )
-    request = daily_balance_schedule(context)
-    assert isinstance(request, dg.RunRequest)
-    assert request.partition_key == "2026-11-25"
-    # 18:30 KST is 09:30 UTC: the partition is the Seoul date, whatever the clock's zone
-    assert partition_for(datetime.fromisoformat("2026-11-24T15:30:00+00:00")) == "2026-11-25"
+def test_the_capture_sensor_is_on_by_default_and_replaces_the_schedule() -> None:
+    sensor = defs.resolve_sensor_def("balance_capture")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "daily_balance"
+    assert sensor.required_resource_keys == {"kis"}
+    assert not list(defs.schedules or []), "a schedule beside the sensor would fetch twice"
+    assert sensor.minimum_interval_seconds == tick_interval(CaptureSettings()) == 60
+    assert "18:30-23:30 Asia/Seoul on mon-sun, every 20 minutes" in (sensor.description or "")
 
 
 def test_runs_execute_in_process() -> None:

@@ -213,14 +213,25 @@ def test_the_ui_gets_a_preview_and_a_plottable_net_asset_number(isolated_env: Pa
     assert f"| {biggest[0]} |" in preview.value and f"{int(net[0]):,}원" in preview.value
 
 
-def test_the_views_are_fresh_by_20_kst_on_weekdays() -> None:
+def test_the_views_are_fresh_by_the_close_of_each_capture_window() -> None:
+    from assets.partitions import window_freshness
+    from pipelines.balance.capture import CaptureSettings, parse_days, parse_window
+
     policy = (
         defs.resolve_assets_def("warehouse_views")
         .specs_by_key[dg.AssetKey("warehouse_views")]
         .freshness_policy
     )
-    assert policy is not None
-    assert policy.deadline_cron == "0 20 * * 1-5" and policy.timezone == "Asia/Seoul"
+    assert policy is not None  # tests/conftest.py: every day a capture day
+    assert policy.deadline_cron == "30 23 * * *" and policy.timezone == "Asia/Seoul"
+    default = window_freshness(CaptureSettings())
+    assert default.deadline_cron == "30 23 * * 1-5"
+    assert default.lower_bound_delta == timedelta(hours=5)  # rebuilt since 18:30
+    late = window_freshness(
+        CaptureSettings(window=parse_window("20:00-24:00"), days=parse_days("mon-wed,sat"))
+    )
+    assert late.deadline_cron == "59 23 * * 1-3,6"
+    assert late.lower_bound_delta == timedelta(hours=3, minutes=59)
 
 
 def test_the_duckdb_shell_of_the_environment_reads_the_warehouse(

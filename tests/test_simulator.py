@@ -610,3 +610,29 @@ def test_as_of_day_is_a_date_in_seoul() -> None:
         assert today.json()["rt_cd"] == "0"
         tomorrow = get_balance(sim.base_url, spec_headers(token), spec_query(), as_of="2024-03-16")
         assert tomorrow.json()["rt_cd"] != "0"
+
+
+# -- maintenance --------------------------------------------------------------------------
+def test_maintenance_answers_every_request_with_a_503_page_from_the_first_request() -> None:
+    with Simulator(faults="*:maintenance=1.5") as sim:
+        time.sleep(0.5)  # the outage counts from the first request, not from the start
+        started = time.monotonic()
+        refused = issue(sim.base_url)
+        assert refused.status_code == 503
+        assert refused.headers["content-type"].startswith("text/html")
+        assert "점검" in refused.text
+        balance = get_balance(sim.base_url, spec_headers("any"), spec_query())
+        assert balance.status_code == 503 and "점검" in balance.text
+        assert sim.requests["balance"] == sim.requests["balance 12345678-01"] == 1
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - started)) + 0.1)
+        token = token_for(sim.base_url)
+        assert get_balance(sim.base_url, spec_headers(token), spec_query()).status_code == 200
+        assert sim.requests["maintenance"] == 2
+
+
+def test_maintenance_of_one_account_leaves_tokens_and_the_others_alone() -> None:
+    with Simulator(faults="12345678-21:maintenance=60") as sim:
+        token = token_for(sim.base_url)
+        headers = spec_headers(token)
+        assert get_balance(sim.base_url, headers, spec_query("12345678", "01")).status_code == 200
+        assert get_balance(sim.base_url, headers, spec_query("12345678", "21")).status_code == 503

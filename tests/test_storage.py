@@ -43,6 +43,7 @@ VIEWS = (
     "pnl_by_category",
     "consolidated_net_assets",
     "snapshot_calendar",
+    "missed_captures",
 )
 
 

@@ -57,6 +57,8 @@ GLOSSARY: dict[str, str] = {
     "tolerance_pct": "Allowed distance from the target, percentage points (targets file).",
     "drift_pct": "Actual weight minus target weight, percentage points.",
     "within_band": "Whether the actual weight is within target ± tolerance.",
+    "capture_day": "A capture day (KIS_CAPTURE_DAYS, Asia/Seoul) whose capture window closed "
+    "without the account's snapshot: a gap that can no longer be filled.",
 }
 
 DERIVED_VIEWS: dict[str, tuple[str, str]] = {
@@ -169,6 +171,37 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
         )
         SELECT d.snapshot_date, d.account_id, s.account_id IS NOT NULL AS has_snapshot
         FROM days d LEFT JOIN account_summary s USING (account_id, snapshot_date)
+        """,
+    ),
+    "missed_captures": (
+        "Capture days (KIS_CAPTURE_DAYS) whose window (KIS_CAPTURE_WINDOW) has closed without a "
+        "snapshot of a configured account, from the history's first day (or the account's "
+        "first snapshot, if later) to today: the days lost for good.",
+        """
+        WITH clock AS (
+            SELECT *, timezone(time_zone, now()) AS local_now FROM capture_settings
+        ),
+        closed_days AS (
+            SELECT CAST(g.day AS DATE) AS capture_day
+            FROM clock c,
+                 generate_series(CAST(c.first_day AS TIMESTAMP), c.local_now, INTERVAL 1 DAY)
+                     AS g(day)
+            WHERE list_contains(c.weekdays, isodow(g.day))
+              AND g.day + to_minutes(c.window_end_minute) <= c.local_now
+        ),
+        accounts AS (
+            SELECT a.account_id,
+                   greatest(c.first_day, coalesce(min(s.snapshot_date), c.first_day)) AS since
+            FROM capture_accounts a CROSS JOIN capture_settings c
+            LEFT JOIN account_summary s USING (account_id)
+            GROUP BY a.account_id, c.first_day
+        )
+        SELECT d.capture_day, a.account_id
+        FROM closed_days d JOIN accounts a ON d.capture_day >= a.since
+        WHERE NOT EXISTS (
+            SELECT 1 FROM account_summary s
+            WHERE s.account_id = a.account_id AND s.snapshot_date = d.capture_day
+        )
         """,
     ),
 }

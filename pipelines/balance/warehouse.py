@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.balance import layouts, schema
+from pipelines.balance.capture import TIME_ZONE, CaptureCalendar
 from pipelines.balance.compaction import CompactedMonths, TableFiles
 from pipelines.balance.files import atomic_path, locked
 from pipelines.balance.tables import ParquetTables
@@ -111,10 +112,13 @@ def _parquet_sql(name: str, files: TableFiles, tables: ParquetTables, columns: s
     return " UNION ALL ".join(parts)
 
 
-def build(data_root: Path, targets: list[Target] | None = None) -> Path:
+def build(
+    data_root: Path, targets: list[Target] | None = None, capture: CaptureCalendar | None = None
+) -> Path:
     """(Re)create every view in a new file, then swap it in place of the old one.
 
-    One builder at a time (a lock file); readers keep the file they opened.
+    One builder at a time (a lock file); readers keep the file they opened. Without `capture`
+    the missed_captures view is empty.
     """
     tables = ParquetTables(data_root.resolve())
     compacted = CompactedMonths(data_root.resolve())
@@ -125,6 +129,7 @@ def build(data_root: Path, targets: list[Target] | None = None) -> Path:
             con.execute("BEGIN")  # one transaction for the whole build, not one per statement
             con.execute(PERCENT_MACRO)
             con.execute(_category_labels_sql())
+            _create_capture_tables(con, capture)
             for name, comment in TABLE_COMMENTS.items():
                 con.execute(
                     f"CREATE VIEW {name} AS {_table_view_sql(name, compacted.files(name), tables)}"
@@ -139,6 +144,35 @@ def build(data_root: Path, targets: list[Target] | None = None) -> Path:
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
     return final
+
+
+def _create_capture_tables(
+    con: duckdb.DuckDBPyConnection, calendar: CaptureCalendar | None
+) -> None:
+    """capture_settings (one row, none without a calendar) and capture_accounts: what the
+    missed_captures view compares account_summary with."""
+    con.execute(
+        "CREATE TABLE capture_settings (first_day DATE, weekdays SMALLINT[], "
+        "window_end_minute INTEGER, time_zone VARCHAR);"
+        "CREATE TABLE capture_accounts (account_id VARCHAR)"
+    )
+    con.execute(
+        "COMMENT ON TABLE capture_settings IS 'The capture window''s settings the "
+        "missed_captures view reads: the history''s first day, the capture days (ISO day of "
+        "week, 1 = Monday) and when the window closes (minutes after midnight)';"
+        "COMMENT ON TABLE capture_accounts IS 'The accounts configured when the warehouse was "
+        "built: each should have a snapshot on every capture day'"
+    )
+    if calendar is None:
+        return
+    weekdays = ", ".join(str(day + 1) for day in sorted(calendar.settings.days))
+    con.execute(  # literals: see on_day
+        f"INSERT INTO capture_settings VALUES (DATE '{calendar.first_day.isoformat()}', "
+        f"[{weekdays}], {calendar.settings.window.end}, {_quote(TIME_ZONE)})"
+    )
+    if calendar.accounts:
+        rows = ", ".join(f"({_quote(account)})" for account in calendar.accounts)
+        con.execute(f"INSERT INTO capture_accounts VALUES {rows}")
 
 
 def _create_drift(con: duckdb.DuckDBPyConnection, targets: list[Target]) -> None:

@@ -6,6 +6,7 @@ ARG a number for the kinds that take one. Examples:
   `*:rate_limit*2`             the next two balance requests are refused with EGW00201
   `12345678-01:html_error*1`   one gateway HTML page (HTTP 502) for that account
   `12345678-21:pages=3`        that account's output1 comes in three pages (tr_cont M, M, D)
+  `*:maintenance=120`          a maintenance page for everything during the first two minutes
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ KINDS: dict[str, str] = {
     "extra_row": "output1 with one zero row more before 합계 (a row count no layout has)",
     "fx_sum": "holds every foreign-currency row, and frcr_evlu_tota is their sum",
     "bad_total": "the 합계 row's evlu_amt off by ARG won (default 1): totals no longer add up",
+    "maintenance": "HTTP 503 with a maintenance HTML page for every request (tokens too, with "
+    "target `*`) until ARG seconds (default 60) after the simulator's first request; TIMES "
+    "does not apply",
 }
-DEFAULT_ARGS = {"hang": 30.0, "slow": 0.1, "pages": 2.0, "bad_total": 1.0}
+DEFAULT_ARGS = {"hang": 30.0, "slow": 0.1, "pages": 2.0, "bad_total": 1.0, "maintenance": 60.0}
 
 
 class FaultSpecError(ValueError):
@@ -89,6 +93,14 @@ class FaultPlan:
                 ):
                     if fault.remaining is not None:
                         fault.remaining -= 1
+                    return fault
+        return None
+
+    def find(self, account_id: str, kind: str) -> Fault | None:
+        """The first fault of `kind` for the account (or `*`), without using it up."""
+        with self._lock:
+            for fault in self.faults:
+                if fault.kind == kind and fault.target in (account_id, "*"):
                     return fault
         return None
 

@@ -65,6 +65,8 @@ class Simulator:
         self._cursors: dict[tuple[str, str], int] = {}
         self._page_counts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        #: When the first request arrived (time.monotonic): a maintenance fault counts from it.
+        self.first_request_at: float | None = None
         self.server = ThreadingHTTPServer((host, port), _handler_for(self))
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -109,6 +111,19 @@ class Simulator:
     @staticmethod
     def _client_id(app_key: str, app_secret: str) -> str:
         return hashlib.sha256(f"{app_key}\n{app_secret}".encode()).hexdigest()[:32]
+
+    def in_maintenance(self, account_id: str) -> bool:
+        """Whether a `maintenance` fault still covers this request (`*` for a token request)."""
+        now = time.monotonic()
+        with self._lock:
+            if self.first_request_at is None:
+                self.first_request_at = now
+            elapsed = now - self.first_request_at
+        fault = self.faults.find(account_id, "maintenance")
+        if fault is None or elapsed >= (fault.arg or 0):
+            return False
+        self.requests["maintenance"] += 1
+        return True
 
     def issue_token(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         app_key, app_secret = body.get("appkey"), body.get("appsecret")
@@ -186,6 +201,10 @@ class Simulator:
 
     def balance(self, headers: Any, query: dict[str, list[str]]) -> Reply:
         self.requests["balance"] += 1
+        account_id = f"{query.get('CANO', [''])[0]}-{query.get('ACNT_PRDT_CD', [''])[0]}"
+        self.requests[f"balance {account_id}"] += 1
+        if self.in_maintenance(account_id):
+            return MAINTENANCE
         if self._over_rate_limit(headers.get("appkey") or ""):
             self.requests["rate_limited"] += 1
             return Reply(500, _error("EGW00201", "초당 거래건수를 초과하였습니다."))
@@ -281,6 +300,11 @@ TRANSPORT_FAULTS = frozenset(
     }
 )
 PAPER_TRADING_MSG1 = "모의투자에서는 해당업무가 제공되지 않습니다"
+MAINTENANCE_PAGE = (
+    "<html><head><title>서비스 점검 안내</title></head><body><h1>시스템 점검 중입니다</h1>"
+    "<p>보다 나은 서비스를 위해 시스템 점검을 진행하고 있습니다. 이용에 불편을 드려 "
+    "죄송합니다.</p></body></html>"
+)
 GATEWAY_PAGE = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
     "</h1></center><hr><center>nginx</center></body></html>"
@@ -288,6 +312,7 @@ GATEWAY_PAGE = (
 
 
 def _fault_reply(fault: Fault) -> Reply:
+    """The answer for a transport fault, as the real service's gateway would send it."""
     if fault.kind == "rate_limit":
         return Reply(500, _error("EGW00201", "초당 거래건수를 초과하였습니다."))
     if fault.kind == "expired_token":
@@ -350,6 +375,9 @@ def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if urlsplit(self.path).path != protocol.TOKEN_PATH:
                 self._reply(404, _error("EGW00002", "잘못된 요청입니다."))
                 return
+            if sim.in_maintenance("*"):
+                self._send(MAINTENANCE)
+                return
             try:
                 body = json.loads(raw or b"{}")
             except ValueError:
@@ -370,6 +398,8 @@ def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
 
     return Handler
 
+
+MAINTENANCE = Reply(503, MAINTENANCE_PAGE, content_type="text/html; charset=UTF-8")
 
 _embedded: Simulator | None = None
 _embedded_lock = threading.Lock()
