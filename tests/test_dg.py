@@ -99,4 +99,5 @@ def test_dg_check_defs_and_list_defs_load_the_project(isolated_env: Path, tmp_pa
         "portfolio_report",
     }
     assert {"kis", "parquet_tables", "duckdb"} <= {r["name"] for r in defs["resources"]}
-    assert [s["name"] for s in defs["schedules"]] == ["daily_balance_schedule"]
+    assert defs["schedules"] == []  # the capture sensor fetches, not a schedule
+    assert [s["name"] for s in defs["sensors"]] == ["balance_capture"]

@@ -126,4 +126,6 @@ def test_a_run_against_a_paper_trading_answer_fails_with_the_explanation(
     description, metadata = failure(result)
     assert "12345678-21" in description
     assert_explains_paper_trading(description)
-    assert metadata["failed_accounts"]["12345678-21"] == {"msg_cd": "90000000", "msg1": PAPER_MSG1}
+    failed = metadata["failed_accounts"]["12345678-21"]
+    assert (failed["msg_cd"], failed["msg1"]) == ("90000000", PAPER_MSG1)
+    assert_explains_paper_trading(failed["error"])
