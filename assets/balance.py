@@ -9,7 +9,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
-import duckdb
 import pyarrow as pa
 
 from assets.partitions import daily_partitions
@@ -272,7 +271,8 @@ def balance_tables(
     group_name=GROUP,
     kinds={"duckdb"},
     description=(
-        "warehouse.duckdb in the data root: views asset_categories, account_summary, "
+        "warehouse.duckdb (KIS_WAREHOUSE, by default in a local data root): views "
+        "asset_categories, account_summary, "
         "latest_allocation, net_asset_history and consolidated_allocation over every day's "
         "Parquet files. Rebuilt whole "
         "and swapped in atomically; open it read-only from anywhere."
@@ -282,9 +282,9 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
     settings = kis.settings()
     with explained_failures():
         targets = targets_module.load(settings.targets_file) if settings.targets_file else None
-    path = warehouse.build(settings.data_root, targets)
+    path = warehouse.build(settings.data_root, targets, settings.warehouse)
     day = _days(context)[-1]
-    with duckdb.connect(str(path), read_only=True) as con:
+    with warehouse.connect(settings.data_root, path) as con:
         summary = day_summary.summarize(con, day)
         days = con.sql("SELECT count(DISTINCT snapshot_date) FROM account_summary").fetchone()
         # net_asset_history has one row per account_summary row; counting it would compute
@@ -389,7 +389,7 @@ def portfolio_report(
 ) -> Iterator[dg.MaterializeResult]:
     settings = kis.settings()
     days = _days(context)
-    with duckdb.connect(str(settings.data_root / warehouse.FILE_NAME), read_only=True) as con:
+    with warehouse.connect(settings.data_root, settings.warehouse) as con:
         paths = [report.write(con, day, settings.data_root) for day in days]
         chart = report.render_main_chart_png(con, days[-1])
     image = base64.b64encode(chart).decode()

@@ -9,7 +9,11 @@ KIS_CUSTTYPE       P (default) or B; B needs KIS_PERSONALSECKEY, KIS_PHONE_NUMBE
                    (KIS_SEQ_NO defaults to 001, KIS_MAC_ADDRESS is optional).
 KIS_RATE_LIMIT     requests per second per app key (default 18; KIS allows 20).
 KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/kis/faults.py).
-KIS_DATA_ROOT      where raw JSON, Parquet and the warehouse live (default: data/ in the repo).
+KIS_DATA_ROOT      where raw JSON, Parquet and the reports live (default: data/ in the repo):
+                   a local directory, or s3://bucket/prefix in S3-compatible object storage
+                   (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+KIS_WAREHOUSE      the DuckDB warehouse file, always local (default: warehouse.duckdb in a local
+                   data root; for s3:// under $XDG_DATA_HOME/kis-balance-history/s3/...).
 KIS_TARGETS_FILE   optional TOML of target weights per asset class (allocation_drift view).
 """
 
@@ -27,6 +31,7 @@ from pipelines.kis.client import Credentials
 from pipelines.kis.faults import FaultPlan, FaultSpecError
 from pipelines.kis.protocol import REAL_BASE_URL, Account, CorporateIdentity
 from pipelines.kis.ratelimit import DEFAULT_RATE
+from pipelines.storage import DataRoot, RootError, open_root, parse_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = REPO_ROOT / ".env"
@@ -47,13 +52,20 @@ class Settings:
     credentials: Credentials = field(repr=False)
     accounts: tuple[Account, ...]
     custtype: str
-    data_root: Path
+    #: A local Path, or an ObjectPath (str() is the s3:// URL) for object storage.
+    data_root: DataRoot
     #: Accounts that use their own app key instead of `credentials`.
     account_credentials: Mapping[Account, Credentials] = field(default_factory=dict, repr=False)
     corporate: CorporateIdentity | None = None
     rate_limit: float = DEFAULT_RATE
     sim_faults: str = ""
     targets_file: Path | None = None
+    #: The DuckDB warehouse file (KIS_WAREHOUSE): always on this machine.
+    warehouse: Path = field(default_factory=Path)
+
+    def __post_init__(self) -> None:
+        if self.warehouse == Path():
+            object.__setattr__(self, "warehouse", open_root(self.data_root).default_warehouse())
 
     @property
     def is_simulated(self) -> bool:
@@ -109,7 +121,11 @@ class Settings:
             Credentials(app_key, app_secret) if app_key and app_secret else SIM_CREDENTIALS
         )
         base_url = values.get("KIS_BASE_URL") or (REAL_BASE_URL if env == "real" else None)
-        data_root = Path(values.get("KIS_DATA_ROOT") or REPO_ROOT / "data").expanduser()
+        data_root_text = values.get("KIS_DATA_ROOT") or str(REPO_ROOT / "data")
+        try:
+            data_root = parse_root(data_root_text, values)
+        except RootError as error:
+            raise SettingsError(f"KIS_DATA_ROOT={data_root_text!r}: {error}") from None
         sim_faults = values.get("KIS_SIM_FAULTS", "")
         try:
             FaultPlan.parse(sim_faults)
@@ -121,7 +137,7 @@ class Settings:
             credentials=credentials,
             accounts=tuple(accounts) or SIM_ACCOUNTS,
             custtype=custtype,
-            data_root=data_root.resolve(),
+            data_root=data_root,
             account_credentials=own_keys,
             corporate=_corporate(values) if custtype == "B" else None,
             rate_limit=_rate_limit(values.get("KIS_RATE_LIMIT")),
@@ -130,6 +146,11 @@ class Settings:
                 Path(values["KIS_TARGETS_FILE"]).expanduser().resolve()
                 if values.get("KIS_TARGETS_FILE")
                 else None
+            ),
+            warehouse=(
+                Path(values["KIS_WAREHOUSE"]).expanduser().resolve()
+                if values.get("KIS_WAREHOUSE")
+                else open_root(data_root).default_warehouse()
             ),
         )
 
