@@ -36,8 +36,8 @@ run: setup ## materialize today's partition with your .env / KIS_* settings
 ui: setup ## the Dagster UI on http://127.0.0.1:3000 (schedule included)
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
 
-sql: setup ## a DuckDB shell (same version as the pipeline's) on the warehouse, read-only
-	$(BIN)/duckdb -readonly "$${KIS_DATA_ROOT:-data}/warehouse.duckdb"
+sql: setup ## a DuckDB shell on the warehouse, read-only (S3 access set up for an s3:// root)
+	$(BIN)/python -m pipelines.sql
 
 browser: ## Debian's chromium, for the report test (root; CI does this)
 	@command -v chromium >/dev/null || for attempt in 1 2 3; do \
