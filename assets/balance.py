@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 
 from assets.partitions import daily_partitions
@@ -284,7 +285,8 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
         targets = targets_module.load(settings.targets_file) if settings.targets_file else None
     path = warehouse.build(settings.data_root, targets, settings.warehouse)
     day = _days(context)[-1]
-    with warehouse.connect(settings.data_root, path) as con:
+
+    def read_views(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
         summary = day_summary.summarize(con, day)
         days = con.sql("SELECT count(DISTINCT snapshot_date) FROM account_summary").fetchone()
         # net_asset_history has one row per account_summary row; counting it would compute
@@ -294,6 +296,9 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
             "SELECT column_name, data_type, comment FROM duckdb_columns() "
             "WHERE table_name = 'net_asset_history' ORDER BY column_index"
         ).fetchall()
+        return summary, days, rows, columns
+
+    summary, days, rows, columns = warehouse.read(settings.data_root, path, read_views)
     drift = dg.AssetCheckResult(
         check_name="allocation_within_targets",
         passed=not summary.out_of_band,
@@ -389,9 +394,12 @@ def portfolio_report(
 ) -> Iterator[dg.MaterializeResult]:
     settings = kis.settings()
     days = _days(context)
-    with warehouse.connect(settings.data_root, settings.warehouse) as con:
+
+    def write_reports(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], bytes]:
         paths = [report.write(con, day, settings.data_root) for day in days]
-        chart = report.render_main_chart_png(con, days[-1])
+        return paths, report.render_main_chart_png(con, days[-1])
+
+    paths, chart = warehouse.read(settings.data_root, settings.warehouse, write_reports)
     image = base64.b64encode(chart).decode()
     verdict = _verdict(context)
     problems = [f"{account}: {_reason(what)}" for account, what in verdict.items()]

@@ -215,9 +215,9 @@ class S3Access:
 
 
 #: How long DuckDB's reads may reuse a listing or an object's size and ETag. s3fs checks each
-#: range it reads against the ETag, so an object replaced meanwhile fails the query, never
-#: mixes two versions; a listing is dropped whenever a connection is attached.
-READ_LISTINGS_SECONDS = 10.0
+#: range it reads against the ETag, so an object replaced meanwhile fails the query (see
+#: `replaced_while_reading`), never mixes two versions; attaching a connection drops them.
+READ_LISTINGS_SECONDS = 5.0
 
 
 @functools.cache
@@ -367,6 +367,13 @@ class ObjectStorage(Storage):
         reader = _filesystem(self.access, os.getpid(), for_duckdb=True)
         reader.invalidate_cache()  # what this process wrote since is seen
         con.register_filesystem(reader)
+
+
+def replaced_while_reading(error: BaseException) -> bool:
+    """Whether a query failed because a file it read was replaced by another writer meanwhile
+    (object storage: s3fs's ETag check, FileExpired). Running the query again reads the new
+    file whole; on a local root a reader keeps the file it opened, so this never happens."""
+    return "FileExpired" in str(error) or type(error).__name__ == "FileExpired"
 
 
 def _refused_as_existing(error: OSError) -> bool:

@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import duckdb
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 import pipelines.settings
 from pipelines.balance import warehouse
+from pipelines.balance.compaction import CompactedMonths
 from pipelines.balance.fetch import today_in_seoul
 from pipelines.balance.landing import RawLanding, read_snapshot
 from pipelines.balance.tables import ParquetTables
@@ -310,8 +314,9 @@ def test_a_run_killed_mid_write_leaves_the_previous_object(s3_root: str) -> None
 
 
 ONE_RUN = (
-    "import sys; from datetime import date; from tests.runs import materialize; "
-    "sys.exit(0 if materialize(date.fromisoformat(sys.argv[1])).success else 1)"
+    "import sys; from datetime import date; from tests.runs import failure_text, materialize; "
+    "result = materialize(date.fromisoformat(sys.argv[1])); "
+    "sys.exit(0 if result.success else 'FAILED: ' + failure_text(result))"
 )
 
 
@@ -343,3 +348,62 @@ def test_two_runs_of_one_day_on_one_machine_leave_one_consistent_snapshot(
         ).fetchall()
     assert sorted(pairs) == [("12345678-01", True), ("12345678-21", True)]
     assert len(RawLanding(settings.data_root).all_files(today_in_seoul())) == 4
+
+
+def test_a_read_that_races_a_rewrite_is_run_again(s3_root: str, tmp_path: Path) -> None:
+    """In object storage a reader does not keep the version it opened: a query that meets an
+    object replaced meanwhile fails by its ETag (never mixing versions) and is run again."""
+    from tests.test_storage import DAY1, PRODUCT21, populate
+
+    settings = Settings.from_env()
+    populate(settings.data_root)
+    path = warehouse.build(settings.data_root, path=tmp_path / "warehouse.duckdb")
+    tables = ParquetTables(settings.data_root)
+    attempts: list[int] = []
+
+    def count_twice(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+        attempts.append(len(attempts) + 1)
+        before = con.sql("SELECT count(*) FROM account_summary").fetchone()
+        if len(attempts) == 1:  # another writer rebuilds DAY1 without one account
+            day = tables.read("account_summary", DAY1)
+            fewer = day.filter(pc.not_equal(day["account_id"], PRODUCT21.id))
+            tables.write("account_summary", DAY1, fewer)
+        after = con.sql("SELECT count(*) FROM account_summary").fetchone()
+        assert after == before
+        return after
+
+    assert warehouse.read(settings.data_root, path, count_twice) == (4,)
+    assert attempts == [1, 2]
+
+
+def test_a_day_rewritten_while_its_month_is_compacted_leaves_the_month_read_by_day(
+    s3_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on a local disk, where the fingerprint makes such a file stale: in object storage the
+    read fails by its ETag, and the month is compacted by the next run instead."""
+    from tests.test_compaction import ACCOUNTS, MAY, TODAY, write_day
+
+    root = Settings.from_env().data_root
+    days = [MAY + timedelta(days=n) for n in range(3)]
+    for day in days:
+        write_day(root, day)
+    read = ParquetTables.read
+    rewritten: list[date] = []
+
+    def read_while_another_writer_rewrites(self: ParquetTables, table: str, day: date) -> Any:
+        if rewritten:
+            return read(self, table, day)
+        rewritten.append(day)
+        with self.storage.open_input(self.key(table, day)) as source:
+            write_day(root, day, ACCOUNTS[:1])
+            return pq.ParquetFile(source).read()
+
+    monkeypatch.setattr(ParquetTables, "read", read_while_another_writer_rewrites)
+    compacted = CompactedMonths(root)
+    assert compacted.refresh(TODAY) == [compacted.path("account_summary", MAY)]
+    assert rewritten == [days[0]]
+    assert compacted.files("asset_categories").daily_months == [MAY]
+    assert compacted.refresh(TODAY) == [compacted.path("asset_categories", MAY)]
+    assert compacted.files("asset_categories").compacted == [
+        compacted.path("asset_categories", MAY)
+    ]

@@ -21,7 +21,14 @@ import pyarrow.parquet as pq
 
 from pipelines.balance import arrays, schema
 from pipelines.balance.tables import ParquetTables
-from pipelines.storage import DataRoot, Fingerprint, Location, Storage, open_root
+from pipelines.storage import (
+    DataRoot,
+    Fingerprint,
+    Location,
+    Storage,
+    open_root,
+    replaced_while_reading,
+)
 
 SOURCES_KEY = b"kis_balance_history.daily_sources"
 #: Compacted files are read far more often than written: snappy decodes about twice as fast as
@@ -135,7 +142,13 @@ class CompactedMonths:
                     if month < month_of(today) and not self.is_current(
                         table, month, days, compacted
                     ):
-                        written.append(self.compact(table, month, days))
+                        try:
+                            written.append(self.compact(table, month, days))
+                        except OSError as error:
+                            # in object storage, a day rewritten while we read it: as on a
+                            # local disk, the month stays read by day until the next run
+                            if not replaced_while_reading(error):
+                                raise
                 for orphan in sorted(compacted - months.keys()):
                     self.storage.remove(self.key(table, orphan))
         return written

@@ -8,8 +8,11 @@ views need to read the data root.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -20,9 +23,18 @@ from pipelines.balance.files import atomic_path, locked
 from pipelines.balance.tables import ParquetTables
 from pipelines.balance.targets import Target
 from pipelines.balance.views import DERIVED_VIEWS, DRIFT_VIEW, GLOSSARY
-from pipelines.storage import WAREHOUSE_FILE, DataRoot, Storage, open_root
+from pipelines.storage import (
+    WAREHOUSE_FILE,
+    DataRoot,
+    Storage,
+    open_root,
+    replaced_while_reading,
+)
 
 FILE_NAME = WAREHOUSE_FILE
+#: Reads of the views tried again when another writer replaced a file they were reading.
+READ_ATTEMPTS = 4
+T = TypeVar("T")
 
 #: An exact percentage (4 decimals, truncated) of two DECIMAL amounts, without float.
 PERCENT_MACRO = """
@@ -133,6 +145,22 @@ def connect(
     return con
 
 
+def read(
+    data_root: DataRoot | Storage, path: Path | None, work: Callable[[duckdb.DuckDBPyConnection], T]
+) -> T:
+    """`work` on a `connect`ion, run again on a fresh one if another writer replaced a file it
+    was reading (in object storage a reader does not keep the version it started with)."""
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        with connect(data_root, path) as con:
+            try:
+                return work(con)
+            except duckdb.Error as error:
+                if attempt == READ_ATTEMPTS or not replaced_while_reading(error):
+                    raise
+        time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
+
+
 def build(
     data_root: DataRoot | Storage, targets: list[Target] | None = None, path: Path | None = None
 ) -> Path:
@@ -142,12 +170,24 @@ def build(
     One builder at a time (a lock file beside it); readers keep the file they opened.
     """
     storage = open_root(data_root).absolute()  # paths in views read from any directory
-    tables, compacted = ParquetTables(storage), CompactedMonths(storage)
     final = path or open_root(data_root).default_warehouse()
-    with locked(final.parent / ".locks" / "warehouse.lock"), atomic_path(final) as tmp:
+    with locked(final.parent / ".locks" / "warehouse.lock"):
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return _build(storage, targets, final)
+            except duckdb.Error as error:  # views are bound when created: they read the files
+                if attempt == READ_ATTEMPTS or not replaced_while_reading(error):
+                    raise
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _build(storage: Storage, targets: list[Target] | None, final: Path) -> Path:
+    tables, compacted = ParquetTables(storage), CompactedMonths(storage)
+    with atomic_path(final) as tmp:
         tmp.unlink()  # duckdb creates its own file
         with duckdb.connect(str(tmp)) as con:
-            storage.attach(con)  # views are bound when created: DuckDB reads the files once
+            storage.attach(con)
             con.execute("BEGIN")  # one transaction for the whole build, not one per statement
             con.execute(PERCENT_MACRO)
             con.execute(_category_labels_sql())
