@@ -89,9 +89,12 @@ class Storage(ABC):
         """Remove `key`; a missing key is fine."""
 
     @abstractmethod
-    def files(self, prefix: str) -> dict[str, Fingerprint]:
+    def files(self, prefix: str, *, named: str | None = None) -> dict[str, Fingerprint]:
         """Every file under `prefix` at any depth (names starting with '.' left out), by key,
-        with a fingerprint that changes whenever the file is rewritten or replaced."""
+        with a fingerprint that changes whenever the file is rewritten or replaced.
+
+        With `named`, only the files of that name one folder below `prefix` (a partitioned
+        table's `<partition>/data.parquet`), which a local disk lists much faster."""
 
     @abstractmethod
     def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
@@ -158,7 +161,7 @@ class LocalStorage(Storage):
     def remove(self, key: str) -> None:
         self.location(key).unlink(missing_ok=True)
 
-    def files(self, prefix: str) -> dict[str, Fingerprint]:
+    def files(self, prefix: str, *, named: str | None = None) -> dict[str, Fingerprint]:
         # os.scandir and strings, not pathlib: every run lists years of daily files
         found: dict[str, Fingerprint] = {}
         pending = [prefix.strip("/")]
@@ -170,7 +173,10 @@ class LocalStorage(Storage):
                         if entry.name.startswith("."):
                             continue
                         key = f"{directory}/{entry.name}" if directory else entry.name
-                        if entry.is_dir():
+                        if named is not None:  # one stat per folder, no listing of each
+                            if entry.is_dir():
+                                self._stat_into(found, f"{key}/{named}")
+                        elif entry.is_dir():
                             pending.append(key)
                         else:
                             stat = entry.stat()
@@ -178,6 +184,13 @@ class LocalStorage(Storage):
             except (FileNotFoundError, NotADirectoryError):
                 continue
         return found
+
+    def _stat_into(self, found: dict[str, Fingerprint], key: str) -> None:
+        try:
+            stat = os.stat(f"{self.root}/{key}")
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        found[key] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
     def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         """flock on .locks/<name>.lock under the root: every process using this directory."""
@@ -339,13 +352,15 @@ class ObjectStorage(Storage):
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._path(key))
 
-    def files(self, prefix: str) -> dict[str, Fingerprint]:
-        base = self._path("")
+    def files(self, prefix: str, *, named: str | None = None) -> dict[str, Fingerprint]:
+        base, under = self._path(""), prefix.strip("/") + "/" if prefix.strip("/") else ""
         found: dict[str, Fingerprint] = {}
         listing = self.fs.find(self._path(prefix), detail=True, withdirs=False)
         for path, info in listing.items():
             key = path[len(base) :].lstrip("/") if base else path
             if info.get("type") != "file" or key.rsplit("/", 1)[-1].startswith("."):
+                continue
+            if named is not None and key.removeprefix(under).partition("/")[2] != named:
                 continue
             modified = info["LastModified"].astimezone(UTC).isoformat()
             found[key] = (str(info.get("ETag", "")).strip('"'), int(info["size"]), modified)

@@ -158,6 +158,13 @@ def test_files_lists_every_depth_and_skips_hidden_names(storage: Storage) -> Non
     assert sorted(storage.files("a")) == ["a/b/c/one.json", "a/two.json"]
     assert sorted(storage.files("a/")) == ["a/b/c/one.json", "a/two.json"]
     assert storage.files("missing") == {}
+    assert sorted(storage.files("a", named="one.json")) == []  # two folders down
+    assert sorted(storage.files("a/b", named="one.json")) == ["a/b/c/one.json"]
+    for key in ("t/d=1/data.parquet", "t/d=2/data.parquet", "t/d=2/x.parquet", "t/data.parquet"):
+        storage.write_bytes(key, b"x")
+    listed = storage.files("t", named="data.parquet")
+    assert sorted(listed) == ["t/d=1/data.parquet", "t/d=2/data.parquet"]
+    assert listed == {key: storage.files("t")[key] for key in listed}
     storage.remove("a/two.json")
     storage.remove("a/two.json")  # already gone: fine
     assert sorted(storage.files("a")) == ["a/b/c/one.json"]

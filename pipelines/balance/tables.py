@@ -57,7 +57,7 @@ class ParquetTables:
         base = f"{ROOT}/{table}/"
         prefix = f"{schema.PARTITION_COLUMN}="
         found: dict[date, Fingerprint] = {}
-        for key, fingerprint in self.storage.files(base).items():
+        for key, fingerprint in self.storage.files(base, named=FILE_NAME).items():
             partition, _, name = key.removeprefix(base).partition("/")
             if name != FILE_NAME or not partition.startswith(prefix):
                 continue
