@@ -40,8 +40,8 @@ SERVICE_ARGS ?=
 service: setup ## install systemd user units: dagster-daemon and dagster-webserver (README)
 	$(BIN)/python -m pipelines.service $(SERVICE_ARGS)
 
-sql: setup ## a DuckDB shell (same version as the pipeline's) on the warehouse, read-only
-	$(BIN)/duckdb -readonly "$${KIS_DATA_ROOT:-data}/warehouse.duckdb"
+sql: setup ## a DuckDB shell on the warehouse, read-only (S3 access set up for an s3:// root)
+	$(BIN)/python -m pipelines.sql
 
 browser: ## Debian's chromium, for the report test (root; CI does this)
 	@command -v chromium >/dev/null || for attempt in 1 2 3; do \

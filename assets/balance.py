@@ -274,9 +274,9 @@ def balance_tables(
     group_name=GROUP,
     kinds={"duckdb"},
     description=(
-        "warehouse.duckdb in the data root: views asset_categories, account_summary, "
-        "latest_allocation, net_asset_history, consolidated_allocation and missed_captures "
-        "over every day's Parquet files. Rebuilt whole "
+        "warehouse.duckdb (KIS_WAREHOUSE, by default in a local data root): views "
+        "asset_categories, account_summary, latest_allocation, net_asset_history, "
+        "consolidated_allocation and missed_captures over every day's Parquet files. Rebuilt whole "
         "and swapped in atomically; open it read-only from anywhere."
     ),
 )
@@ -290,9 +290,10 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
         # every configured account, also in a run the capture sensor narrowed to a few
         tuple(account.id for account in kis.settings(every_account=True).accounts),
     )
-    path = warehouse.build(settings.data_root, targets, calendar)
+    path = warehouse.build(settings.data_root, targets, path=settings.warehouse, capture=calendar)
     day = _days(context)[-1]
-    with duckdb.connect(str(path), read_only=True) as con:
+
+    def read_views(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
         summary = day_summary.summarize(con, day)
         days = con.sql("SELECT count(DISTINCT snapshot_date) FROM account_summary").fetchone()
         # net_asset_history has one row per account_summary row; counting it would compute
@@ -302,6 +303,9 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
             "SELECT column_name, data_type, comment FROM duckdb_columns() "
             "WHERE table_name = 'net_asset_history' ORDER BY column_index"
         ).fetchall()
+        return summary, days, rows, columns
+
+    summary, days, rows, columns = warehouse.read(settings.data_root, path, read_views)
     drift = dg.AssetCheckResult(
         check_name="allocation_within_targets",
         passed=not summary.out_of_band,
@@ -397,9 +401,12 @@ def portfolio_report(
 ) -> Iterator[dg.MaterializeResult]:
     settings = kis.settings()
     days = _days(context)
-    with duckdb.connect(str(settings.data_root / warehouse.FILE_NAME), read_only=True) as con:
+
+    def write_reports(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], str]:
         paths = [report.write(con, day, settings.data_root) for day in days]
-        chart = report.render_main_chart_svg(con, days[-1])
+        return paths, report.render_main_chart_svg(con, days[-1])
+
+    paths, chart = warehouse.read(settings.data_root, settings.warehouse, write_reports)
     # the UI's Markdown shows a data: image (an <img>, so the SVG is inert)
     image = base64.b64encode(chart.encode()).decode()
     verdict = _verdict(context)

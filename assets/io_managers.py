@@ -10,10 +10,11 @@ file IO managers do.
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
+
+from pipelines.storage import DataRoot
 
 #: The resource key the tables' specs name.
 KEY = "parquet_tables"
@@ -27,7 +28,7 @@ class ParquetTablesIOManager(dg.IOManager):
     (then a range leaves that day out).
     """
 
-    def __init__(self, data_root: Path):
+    def __init__(self, data_root: DataRoot):
         self.data_root = data_root
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:

@@ -16,7 +16,12 @@ class KisConfig(dg.ConfigurableResource):
     base_url: str | None = Field(default=None, description="server URL (KIS_BASE_URL)")
     accounts: str | None = Field(default=None, description="CANO-ACNT_PRDT_CD list (KIS_ACCOUNTS)")
     custtype: str | None = Field(default=None, description="P or B (KIS_CUSTTYPE)")
-    data_root: str | None = Field(default=None, description="data directory (KIS_DATA_ROOT)")
+    data_root: str | None = Field(
+        default=None, description="data directory or s3://bucket/prefix (KIS_DATA_ROOT)"
+    )
+    warehouse: str | None = Field(
+        default=None, description="the local DuckDB warehouse file (KIS_WAREHOUSE)"
+    )
     only_accounts: str | None = Field(
         default=None,
         description="fetch only these of the configured accounts (comma-separated "
@@ -32,6 +37,7 @@ class KisConfig(dg.ConfigurableResource):
             "KIS_ACCOUNTS": self.accounts,
             "KIS_CUSTTYPE": self.custtype,
             "KIS_DATA_ROOT": self.data_root,
+            "KIS_WAREHOUSE": self.warehouse,
         }
         environ = {**os.environ, **{k: v for k, v in overrides.items() if v is not None}}
         settings = Settings.from_env(environ)

@@ -13,7 +13,6 @@ import time
 from datetime import date, timedelta
 
 import dagster as dg
-import duckdb
 
 from pipelines.balance import warehouse
 from pipelines.balance.capture import CaptureSettings
@@ -50,8 +49,18 @@ def main() -> int:
     from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
     from assets.resources import KisConfig
 
-    data_root = configured.data_root if configured.is_simulated else REPO_ROOT / "data" / "demo"
-    kis = KisConfig(env="sim", base_url="", accounts="", data_root=str(data_root))
+    if configured.is_simulated:
+        data_root, warehouse_file = configured.data_root, configured.warehouse
+    else:  # never beside real history, in the data root or in KIS_WAREHOUSE
+        data_root = REPO_ROOT / "data" / "demo"
+        warehouse_file = data_root / warehouse.FILE_NAME
+    kis = KisConfig(
+        env="sim",
+        base_url="",
+        accounts="",
+        data_root=str(data_root),
+        warehouse=str(warehouse_file),
+    )
     settings = kis.settings()
     if not configured.is_simulated:
         print(f"Your settings select real mode; the demo writes simulated data to {data_root}")
@@ -80,8 +89,8 @@ def main() -> int:
             return 1
     print(f"Materialized {len(days)} daily partitions in {time.perf_counter() - started:.1f} s.\n")
 
-    warehouse_path = settings.data_root / warehouse.FILE_NAME
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+    warehouse_path = settings.warehouse
+    with warehouse.connect(settings.data_root, warehouse_path) as con:
         for sql in DEMO_QUERIES:
             print(sql + ";")
             con.sql(sql).show(max_rows=40)

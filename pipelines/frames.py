@@ -11,6 +11,7 @@ float, `snapshot_date` is a date and a missing value stays missing. In a noteboo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 from pipelines.balance import schema, warehouse
 from pipelines.balance.tables import ParquetTables
 from pipelines.settings import Settings
+from pipelines.storage import DataRoot, open_input
 
 #: The dtype of every amount in a DataFrame: exact, as in the Parquet files and the views.
 AMOUNT = pd.ArrowDtype(schema.AMOUNT)
@@ -44,17 +46,21 @@ def _as_date(day: date | str) -> date:
     return day if isinstance(day, date) else date.fromisoformat(day)
 
 
-def _data_root(data_root: Path | str | None) -> Path:
-    return Path(data_root) if data_root is not None else Settings.from_env().data_root
+def _settings(data_root: Path | str | None) -> Settings:
+    """KIS_DATA_ROOT (and KIS_WAREHOUSE), or the data root given (with its default warehouse)."""
+    if data_root is None:
+        return Settings.from_env()
+    return Settings.from_env({**os.environ, "KIS_DATA_ROOT": str(data_root), "KIS_WAREHOUSE": ""})
 
 
-def read_day(data_root: Path, table: str, day: date) -> pd.DataFrame:
+def read_day(data_root: DataRoot, table: str, day: date) -> pd.DataFrame:
     """One day of `table` from its Parquet file, `snapshot_date` first (from the partition)."""
     if table not in schema.TABLES:
         raise ValueError(f"no table {table!r}: the tables are {', '.join(schema.TABLES)}")
     path = ParquetTables(data_root).path(table, day)
     try:
-        data = pq.ParquetFile(path).read()
+        with open_input(path) as source:
+            data = pq.ParquetFile(source).read()
     except FileNotFoundError:
         raise MissingDayError(
             f"{table} has no file for {day} ({path}): the day was not materialized or had no "
@@ -68,16 +74,19 @@ def day(
     table: str, snapshot_date: date | str, *, data_root: Path | str | None = None
 ) -> pd.DataFrame:
     """One day of `asset_categories` or `account_summary` (data root: KIS_DATA_ROOT)."""
-    return read_day(_data_root(data_root), table, _as_date(snapshot_date))
+    return read_day(_settings(data_root).data_root, table, _as_date(snapshot_date))
 
 
 @contextmanager
 def connect(data_root: Path | str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection to the warehouse (data root: KIS_DATA_ROOT, else data/)."""
-    path = _data_root(data_root) / warehouse.FILE_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no warehouse at {path}: run `make demo` or materialize a day")
-    with duckdb.connect(str(path), read_only=True) as con:
+    """A read-only connection to the warehouse (KIS_WAREHOUSE of KIS_DATA_ROOT, else data/),
+    able to read the data root's files (also in object storage)."""
+    settings = _settings(data_root)
+    if not settings.warehouse.is_file():
+        raise FileNotFoundError(
+            f"no warehouse at {settings.warehouse}: run `make demo` or materialize a day"
+        )
+    with warehouse.connect(settings.data_root, settings.warehouse) as con:
         yield con
 
 

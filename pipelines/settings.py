@@ -12,7 +12,11 @@ KIS_RATE_LIMIT     requests per second per app key (default 18; KIS allows 20).
 KIS_KEYS_IN_FLIGHT app keys fetched side by side in one run (default 8).
 KIS_SHARDS         runs a day's fetch is split into by app key, for several workers (default 1).
 KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/kis/faults.py).
-KIS_DATA_ROOT      where raw JSON, Parquet and the warehouse live (default: data/ in the repo).
+KIS_DATA_ROOT      where raw JSON, Parquet and the reports live (default: data/ in the repo):
+                   a local directory, or s3://bucket/prefix in S3-compatible object storage
+                   (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+KIS_WAREHOUSE      the DuckDB warehouse file, always local (default: warehouse.duckdb in a local
+                   data root; for s3:// under $XDG_DATA_HOME/kis-balance-history/s3/...).
 KIS_TARGETS_FILE   optional TOML of target weights per asset class (allocation_drift view).
 KIS_CAPTURE_WINDOW HH:MM-HH:MM in Asia/Seoul when the capture sensor fetches (default 18:30-23:30).
 KIS_CAPTURE_EVERY  minutes between the window's attempts (default 20; decimals allowed).
@@ -45,6 +49,7 @@ from pipelines.kis.protocol import (
     is_paper_trading_url,
 )
 from pipelines.kis.ratelimit import DEFAULT_RATE
+from pipelines.storage import DataRoot, RootError, open_root, parse_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = REPO_ROOT / ".env"
@@ -66,7 +71,8 @@ class Settings:
     credentials: Credentials = field(repr=False)
     accounts: tuple[Account, ...]
     custtype: str
-    data_root: Path
+    #: A local Path, or an ObjectPath (str() is the s3:// URL) for object storage.
+    data_root: DataRoot
     #: Accounts that use their own app key instead of `credentials`.
     account_credentials: Mapping[Account, Credentials] = field(default_factory=dict, repr=False)
     corporate: CorporateIdentity | None = None
@@ -78,6 +84,12 @@ class Settings:
     sim_faults: str = ""
     targets_file: Path | None = None
     capture: CaptureSettings = field(default_factory=CaptureSettings)
+    #: The DuckDB warehouse file (KIS_WAREHOUSE): always on this machine.
+    warehouse: Path = field(default_factory=Path)
+
+    def __post_init__(self) -> None:
+        if self.warehouse == Path():
+            object.__setattr__(self, "warehouse", open_root(self.data_root).default_warehouse())
 
     @property
     def is_simulated(self) -> bool:
@@ -156,6 +168,7 @@ class Settings:
             Credentials(app_key, app_secret) if app_key and app_secret else SIM_CREDENTIALS
         )
         base_url = values.get("KIS_BASE_URL") or (REAL_BASE_URL if env == "real" else None)
+        data_root = _data_root(values)
         sim_faults = values.get("KIS_SIM_FAULTS", "")
         try:
             FaultPlan.parse(sim_faults)
@@ -167,7 +180,7 @@ class Settings:
             credentials=credentials,
             accounts=tuple(accounts) or SIM_ACCOUNTS,
             custtype=custtype,
-            data_root=_data_root(values),
+            data_root=data_root,
             account_credentials=own_keys,
             corporate=_corporate(values) if custtype == "B" else None,
             rate_limit=_rate_limit(values.get("KIS_RATE_LIMIT")),
@@ -180,12 +193,17 @@ class Settings:
                 else None
             ),
             capture=_capture(values),
+            warehouse=(
+                Path(values["KIS_WAREHOUSE"]).expanduser().resolve()
+                if values.get("KIS_WAREHOUSE")
+                else open_root(data_root).default_warehouse()
+            ),
         )
 
 
 def data_root_from_env(
     environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
-) -> Path:
+) -> DataRoot:
     """KIS_DATA_ROOT alone, without the checks the rest of the settings need."""
     return _data_root(_merged(environ, env_file or ENV_FILE))
 
@@ -198,8 +216,13 @@ def capture_from_env(
     return _capture(_merged(environ, env_file or ENV_FILE))
 
 
-def _data_root(values: Mapping[str, str]) -> Path:
-    return Path(values.get("KIS_DATA_ROOT") or REPO_ROOT / "data").expanduser().resolve()
+def _data_root(values: Mapping[str, str]) -> DataRoot:
+    """KIS_DATA_ROOT: a local folder or s3://bucket/prefix; any other URL is refused."""
+    text = values.get("KIS_DATA_ROOT") or str(REPO_ROOT / "data")
+    try:
+        return parse_root(text, values)
+    except RootError as error:
+        raise SettingsError(f"KIS_DATA_ROOT={text!r}: {error}") from None
 
 
 CAPTURE_PARSERS = {

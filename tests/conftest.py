@@ -58,3 +58,29 @@ def simulator() -> Iterator[Simulator]:
 @pytest.fixture
 def token_cache(tmp_path: Path) -> TokenCache:
     return TokenCache(tmp_path / "tokens")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """One S3-compatible server (moto) on loopback for the whole session."""
+    from tests.objectstore import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_root(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """KIS_DATA_ROOT=s3://<a fresh bucket>/history on the loopback server, fake AWS_*
+    variables (restored after the test) and a local KIS_WAREHOUSE."""
+    from tests.objectstore import FAKE_CREDENTIALS, OTHER_AWS_VARIABLES, new_bucket
+
+    for name in OTHER_AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    root = f"s3://{new_bucket(s3_endpoint)}/history"
+    monkeypatch.setenv("KIS_DATA_ROOT", root)
+    monkeypatch.setenv("KIS_WAREHOUSE", str(tmp_path / "local" / "warehouse.duckdb"))
+    return root

@@ -216,12 +216,8 @@ def cron_weekdays(days: Iterable[int]) -> str:
 
 def first_landed_day(landing: RawLanding) -> date | None:
     """The first day with a landed raw answer, or None if nothing was ever landed."""
-    if not landing.root.is_dir():
-        return None
     prefix = "snapshot_date="
-    days = sorted(
-        p.name[len(prefix) :] for p in landing.root.iterdir() if p.name.startswith(prefix)
-    )
+    days = [name[len(prefix) :] for name in landing.children() if name.startswith(prefix)]
     for text in days:
         try:
             day = date.fromisoformat(text)

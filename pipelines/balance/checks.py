@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pipelines.balance import arrays, layouts, schema
 from pipelines.balance.landing import Snapshot
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
+from pipelines.storage import Location, open_input
 
 AMOUNTS = tuple(f for f in OUTPUT1_FIELDS if f != "whol_weit_rt")
 WEIGHT_TOLERANCE_PER_ROW = Decimal("0.01")  # each row's weight is rounded to 2 decimals
@@ -140,7 +141,7 @@ class Withheld:
     check_name: str
     account_id: str
     reason: str
-    path: Path | None = None  # the landed answer
+    path: Location | None = None  # the landed answer
 
 
 @dataclass
@@ -245,7 +246,7 @@ def run(
     tables: dict[str, pa.Table],
     *,
     withheld: list[Withheld] | None = None,
-    existing: dict[str, list[Path]] | None = None,
+    existing: Mapping[str, list[Location]] | None = None,
 ) -> list[Outcome]:
     """Every check of `CHECKS` over accepted snapshots, the tables flattened from them, and
     the answers withheld before flattening.
@@ -388,11 +389,16 @@ def run(
                 table=table_name,
             )
         files = (existing or {}).get(table_name, [])
-        for on_disk in {*files[:1], *files[-1:]}:
-            if on_disk.exists() and not pq.read_schema(on_disk).equals(declared):
+        for on_disk in files[:1] + files[1:][-1:]:
+            if on_disk.exists() and not _schema_of(on_disk).equals(declared):
                 problem(
                     "schema_unchanged",
                     f"{table_name}: the file on disk {on_disk} has another schema",
                     table=table_name,
                 )
     return list(outcomes.values())
+
+
+def _schema_of(location: Location) -> pa.Schema:
+    with open_input(location) as source:
+        return pq.read_schema(source)

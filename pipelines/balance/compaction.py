@@ -3,30 +3,39 @@ tens of files to a query instead of thousands.
 
 Layout: compacted/<table>/YYYY-MM.parquet, with snapshot_date as a column. The daily files
 under parquet/ stay the source of truth: a compacted file records the daily files it was built
-from (day, inode, size, mtime) and is used only while they are exactly those; otherwise the
-views read that month's daily files until it is compacted again.
+from (day, inode, size, mtime; in object storage day, ETag, size, last-modified) and is used
+only while they are exactly those; otherwise the views read that month's daily files until it
+is compacted again.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.balance import arrays, schema
-from pipelines.balance.files import atomic_path, locked
 from pipelines.balance.tables import ParquetTables
+from pipelines.storage import (
+    DataRoot,
+    Fingerprint,
+    Location,
+    Storage,
+    open_root,
+    replaced_while_reading,
+)
 
 SOURCES_KEY = b"kis_balance_history.daily_sources"
 #: Compacted files are read far more often than written: snappy decodes about twice as fast as
 #: zstd for a few percent more bytes.
 COMPRESSION = "snappy"
-MONTH_FILES = "[0-9][0-9][0-9][0-9]-[0-9][0-9].parquet"
+ROOT = "compacted"
+MONTH_FILE = re.compile(r"^(\d{4}-\d{2})\.parquet$")
 SORT_KEYS = [(schema.PARTITION_COLUMN, "ascending"), ("account_id", "ascending")]
 
 
@@ -38,86 +47,118 @@ def month_of(day: date) -> date:
 class TableFiles:
     """What a view of one table reads: compacted months, and the months still read by day."""
 
-    compacted: list[Path]
+    compacted: list[Location]
     daily_months: list[date]
 
 
 class CompactedMonths:
-    def __init__(self, data_root: Path):
-        self.data_root = data_root
-        self.root = data_root / "compacted"
-        self.daily = ParquetTables(data_root)
+    def __init__(self, data_root: DataRoot | Storage):
+        self.storage = open_root(data_root)
+        self.root = self.storage.location(ROOT)
+        self.daily = ParquetTables(self.storage)
 
-    def path(self, table: str, month: date) -> Path:
-        return self.root / table / f"{month:%Y-%m}.parquet"
+    def key(self, table: str, month: date) -> str:
+        return f"{ROOT}/{table}/{month:%Y-%m}.parquet"
+
+    def path(self, table: str, month: date) -> Location:
+        return self.storage.location(self.key(table, month))
+
+    def sources(self, table: str) -> dict[date, dict[date, Fingerprint]]:
+        """The days written for `table` with their files' fingerprints, grouped by month (first
+        day of the month); one listing of the table."""
+        grouped: dict[date, dict[date, Fingerprint]] = defaultdict(dict)
+        for day, fingerprint in self.daily.fingerprints(table).items():
+            grouped[month_of(day)][day] = fingerprint
+        return dict(grouped)
 
     def months(self, table: str) -> dict[date, list[date]]:
         """The days written for `table`, grouped by month (first day of the month)."""
-        grouped: dict[date, list[date]] = defaultdict(list)
-        for day in self.daily.days(table):
-            grouped[month_of(day)].append(day)
-        return dict(grouped)
+        return {month: list(days) for month, days in self.sources(table).items()}
 
-    def _sources(self, table: str, days: list[date]) -> str:
-        """A fingerprint of the month's daily files; any rewrite or removal changes it."""
-        stats = zip(days, self.daily.file_stats(table, days), strict=True)
-        return json.dumps(
-            [[day.isoformat(), s.st_ino, s.st_size, s.st_mtime_ns] for day, s in stats]
-        )
+    def compacted_months(self, table: str) -> set[date]:
+        """Months that have a compacted file of `table` (current or not)."""
+        base = f"{ROOT}/{table}/"
+        found = set()
+        for key in self.storage.files(base):
+            name = MONTH_FILE.match(key.removeprefix(base))
+            if name:
+                found.add(date.fromisoformat(name[1] + "-01"))
+        return found
 
-    def is_current(self, table: str, month: date, days: list[date]) -> bool:
-        path = self.path(table, month)
-        if not path.exists():
+    @staticmethod
+    def _fingerprint(days: dict[date, Fingerprint]) -> str:
+        """The month's daily files as recorded in a compacted file; any rewrite or removal
+        changes it."""
+        return json.dumps([[day.isoformat(), *fingerprint] for day, fingerprint in days.items()])
+
+    def is_current(
+        self,
+        table: str,
+        month: date,
+        days: dict[date, Fingerprint],
+        compacted: set[date] | None = None,
+    ) -> bool:
+        if month not in (self.compacted_months(table) if compacted is None else compacted):
             return False
-        recorded = (pq.read_schema(path).metadata or {}).get(SOURCES_KEY)
         try:
-            return recorded is not None and recorded.decode() == self._sources(table, days)
-        except FileNotFoundError:  # a daily file went away while we looked
+            with self.storage.open_input(self.key(table, month)) as source:
+                recorded = (pq.read_schema(source).metadata or {}).get(SOURCES_KEY)
+        except FileNotFoundError:  # removed while we looked
             return False
+        return recorded is not None and recorded.decode() == self._fingerprint(days)
 
-    def compact(self, table: str, month: date, days: list[date]) -> Path:
+    def compact(self, table: str, month: date, days: dict[date, Fingerprint]) -> Location:
         """Write the month's daily files as one file sorted by day and account.
 
-        The fingerprint is taken before reading, so a day rewritten meanwhile makes the new
+        The fingerprints come from before reading, so a day rewritten meanwhile makes the new
         file stale (and unused) rather than wrong.
         """
-        sources = self._sources(table, days)
         parts = []
         for day in days:
-            data = pq.ParquetFile(self.daily.path(table, day)).read()  # read_table: pandas
+            data = self.daily.read(table, day)
             if not data.schema.equals(schema.TABLES[table]):
                 raise ValueError(f"{self.daily.path(table, day)}: not the declared {table} schema")
             dates = arrays.dates([day] * data.num_rows)
             parts.append(data.add_column(0, schema.PARTITION_COLUMN, dates))
         merged = pa.concat_tables(parts).sort_by(SORT_KEYS)
-        merged = merged.replace_schema_metadata({SOURCES_KEY: sources.encode()})
-        with atomic_path(self.path(table, month)) as tmp:
+        merged = merged.replace_schema_metadata({SOURCES_KEY: self._fingerprint(days).encode()})
+        with self.storage.staged(self.key(table, month)) as tmp:
             pq.write_table(merged, tmp, compression=COMPRESSION)
         return self.path(table, month)
 
-    def refresh(self, today: date) -> list[Path]:
+    def refresh(self, today: date) -> list[Location]:
         """Compact every closed month (before today's) whose compacted file is missing or stale,
         and remove compacted files of months that no longer have daily files.
 
-        Costs one stat per daily file when nothing changed; a month at a time is read.
+        Costs one listing of each table's daily and compacted files, and one footer read per
+        compacted month, when nothing changed; a month at a time is read.
         """
         written = []
-        with locked(self.data_root / ".locks" / "compaction.lock"):
+        with self.storage.lock("compaction"):
             for table in schema.TABLES:
-                months = self.months(table)
+                months = self.sources(table)
+                compacted = self.compacted_months(table)
                 for month, days in sorted(months.items()):
-                    if month < month_of(today) and not self.is_current(table, month, days):
-                        written.append(self.compact(table, month, days))
-                for orphan in sorted((self.root / table).glob(MONTH_FILES)):
-                    if date.fromisoformat(orphan.stem + "-01") not in months:
-                        orphan.unlink()
+                    if month < month_of(today) and not self.is_current(
+                        table, month, days, compacted
+                    ):
+                        try:
+                            written.append(self.compact(table, month, days))
+                        except OSError as error:
+                            # in object storage, a day rewritten while we read it: as on a
+                            # local disk, the month stays read by day until the next run
+                            if not replaced_while_reading(error):
+                                raise
+                for orphan in sorted(compacted - months.keys()):
+                    self.storage.remove(self.key(table, orphan))
         return written
 
     def files(self, table: str) -> TableFiles:
         """Current compacted files, and the months whose daily files must be read instead."""
         compacted, daily_months = [], []
-        for month, days in sorted(self.months(table).items()):
-            if self.is_current(table, month, days):
+        existing = self.compacted_months(table)
+        for month, days in sorted(self.sources(table).items()):
+            if self.is_current(table, month, days, existing):
                 compacted.append(self.path(table, month))
             else:
                 daily_months.append(month)

@@ -12,7 +12,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 from pipelines.balance.landing import RawLanding
@@ -21,6 +20,7 @@ from pipelines.kis.client import Credentials, KisClient
 from pipelines.kis.protocol import Account, KisError
 from pipelines.kis.tokens import SEOUL, TokenCache
 from pipelines.settings import Settings
+from pipelines.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def describe_source(settings: Settings) -> dict[str, Any]:
 
 @dataclass
 class LandingReport:
-    landed: list[Path] = field(default_factory=list)
+    landed: list[Location] = field(default_factory=list)
     failures: dict[str, KisError] = field(default_factory=dict)
     #: Retries, token issuances and waits, summed over every client of the run.
     events: Counter[str] = field(default_factory=Counter)

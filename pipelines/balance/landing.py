@@ -8,15 +8,15 @@ never a header that carries a secret.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
-from pipelines.balance.files import atomic_path
 from pipelines.kis import protocol
 from pipelines.kis.client import BalanceResponse
 from pipelines.kis.protocol import Account
+from pipelines.storage import DataRoot, Location, Storage, open_root
 
 FORMAT = "kis-balance-raw/1"
 
@@ -34,19 +34,29 @@ class Snapshot:
     fetched_at: datetime
     output1: list[dict[str, Any]]
     output2: dict[str, Any]
-    path: Path
+    path: Location
 
 
 class RawLanding:
-    def __init__(self, data_root: Path):
-        self.root = data_root / "raw" / protocol.BALANCE_TR_ID
+    def __init__(self, data_root: DataRoot | Storage):
+        self.storage = open_root(data_root)
+        self.root = self.storage.location(f"raw/{protocol.BALANCE_TR_ID}")
 
-    def day_dir(self, snapshot_date: date) -> Path:
-        return self.root / f"snapshot_date={snapshot_date.isoformat()}"
+    def _day_key(self, snapshot_date: date) -> str:
+        return f"raw/{protocol.BALANCE_TR_ID}/snapshot_date={snapshot_date.isoformat()}"
+
+    def children(self) -> list[str]:
+        """The names under raw/CTRP6548R/ (snapshot_date=… folders), sorted."""
+        return self.storage.children(f"raw/{protocol.BALANCE_TR_ID}")
+
+    def day_dir(self, snapshot_date: date) -> Location:
+        return self.storage.location(self._day_key(snapshot_date))
 
     def land(
         self, response: BalanceResponse, snapshot_date: date, *, source: dict[str, Any]
-    ) -> Path:
+    ) -> Location:
+        """Write the answer under a name of its own; an existing name is never replaced
+        (FileExistsError), so two writers can never swap a landed answer."""
         fetched_at = response.fetched_at
         envelope = {
             "format": FORMAT,
@@ -65,32 +75,42 @@ class RawLanding:
             ],
         }
         name = fetched_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ") + ".json"
-        final = self.day_dir(snapshot_date) / response.account.id / name
-        with atomic_path(final, overwrite=False) as tmp:
-            tmp.write_text(json.dumps(envelope, ensure_ascii=False, indent=1))
-        return final
+        key = f"{self._day_key(snapshot_date)}/{response.account.id}/{name}"
+        text = json.dumps(envelope, ensure_ascii=False, indent=1)
+        return self.storage.write_bytes(key, text.encode("utf-8"), overwrite=False)
 
-    def latest_files(self, snapshot_date: date) -> list[Path]:
+    def _keys_by_account(self, snapshot_date: date) -> dict[str, list[str]]:
+        """Keys of every landed file of a day by account (in account order), newest first."""
+        day = self._day_key(snapshot_date) + "/"
+        found: dict[str, list[str]] = defaultdict(list)
+        for key in self.storage.files(day):
+            account, _, name = key.removeprefix(day).partition("/")
+            if name.endswith(".json") and "/" not in name:
+                found[account].append(key)
+        return {account: sorted(found[account], reverse=True) for account in sorted(found)}
+
+    def latest_files(self, snapshot_date: date) -> list[Location]:
         """The newest landed file of each account for a day, ordered by account."""
-        day = self.day_dir(snapshot_date)
-        if not day.is_dir():
-            return []
-        newest = (max(d.glob("*.json"), default=None) for d in sorted(day.iterdir()) if d.is_dir())
-        return [path for path in newest if path is not None]
+        return [
+            self.storage.location(keys[0]) for keys in self._keys_by_account(snapshot_date).values()
+        ]
 
-    def answers_by_account(self, snapshot_date: date) -> dict[str, list[Path]]:
+    def answers_by_account(self, snapshot_date: date) -> dict[str, list[Location]]:
         """Every landed file of a day by account, newest first."""
-        day = self.day_dir(snapshot_date)
-        if not day.is_dir():
-            return {}
-        answers = {d.name: sorted(d.glob("*.json"), reverse=True) for d in sorted(day.iterdir())}
-        return {account: files for account, files in answers.items() if files}
+        return {
+            account: [self.storage.location(key) for key in keys]
+            for account, keys in self._keys_by_account(snapshot_date).items()
+        }
 
-    def all_files(self, snapshot_date: date) -> list[Path]:
-        return sorted(self.day_dir(snapshot_date).glob("*/*.json"))
+    def all_files(self, snapshot_date: date) -> list[Location]:
+        return [
+            self.storage.location(key)
+            for keys in self._keys_by_account(snapshot_date).values()
+            for key in reversed(keys)
+        ]
 
 
-def read_snapshot(path: Path) -> Snapshot:
+def read_snapshot(path: Location) -> Snapshot:
     """Parse a landed file; pages' output1 rows are concatenated in order."""
     try:
         return _read_snapshot(path)
@@ -100,8 +120,8 @@ def read_snapshot(path: Path) -> Snapshot:
         raise SnapshotError(f"{path} is not a readable landed balance: {error!r}") from error
 
 
-def _read_snapshot(path: Path) -> Snapshot:
-    envelope = json.loads(path.read_text())
+def _read_snapshot(path: Location) -> Snapshot:
+    envelope = json.loads(path.read_bytes())
     account_id = envelope.get("account_id", "?")
     if envelope.get("format") != FORMAT:
         raise SnapshotError(f"account {account_id}: {path} is not a {FORMAT} file")

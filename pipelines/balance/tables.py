@@ -6,62 +6,66 @@ day re-run swaps the whole day at once and a failed run leaves the previous file
 
 from __future__ import annotations
 
-import os
 from datetime import date
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.balance import schema
-from pipelines.balance.files import atomic_path
+from pipelines.storage import DataRoot, Fingerprint, Location, Storage, open_root
 
 FILE_NAME = "data.parquet"
+ROOT = "parquet"
 
 
 class ParquetTables:
-    def __init__(self, data_root: Path):
-        self.root = data_root / "parquet"
+    def __init__(self, data_root: DataRoot | Storage):
+        self.storage = open_root(data_root)
+        self.root = self.storage.location(ROOT)
 
-    def path(self, table: str, snapshot_date: date) -> Path:
-        return (
-            self.root / table / f"{schema.PARTITION_COLUMN}={snapshot_date.isoformat()}" / FILE_NAME
-        )
+    def key(self, table: str, snapshot_date: date) -> str:
+        return f"{ROOT}/{table}/{schema.PARTITION_COLUMN}={snapshot_date.isoformat()}/{FILE_NAME}"
+
+    def path(self, table: str, snapshot_date: date) -> Location:
+        return self.storage.location(self.key(table, snapshot_date))
 
     def glob(self, table: str) -> str:
-        return str(self.root / table / f"{schema.PARTITION_COLUMN}=*" / FILE_NAME)
+        """Every day of `table`, as DuckDB reads it."""
+        return self.storage.duckdb_path(f"{ROOT}/{table}/{schema.PARTITION_COLUMN}=*/{FILE_NAME}")
 
     def month_glob(self, table: str, month: date) -> str:
-        """Every day of one month: `month` is any day in it."""
-        return str(
-            self.root / table / f"{schema.PARTITION_COLUMN}={month:%Y-%m}-[0-3][0-9]" / FILE_NAME
+        """Every day of one month, as DuckDB reads it: `month` is any day in it."""
+        return self.storage.duckdb_path(
+            f"{ROOT}/{table}/{schema.PARTITION_COLUMN}={month:%Y-%m}-[0-3][0-9]/{FILE_NAME}"
         )
 
-    def write(self, table: str, snapshot_date: date, data: pa.Table) -> Path:
+    def write(self, table: str, snapshot_date: date, data: pa.Table) -> Location:
         expected = schema.TABLES[table]
         if not data.schema.equals(expected):
             raise ValueError(f"{table}: schema differs from the declared one:\n{data.schema}")
-        final = self.path(table, snapshot_date)
-        with atomic_path(final) as tmp:
+        key = self.key(table, snapshot_date)
+        with self.storage.staged(key) as tmp:
             pq.write_table(data, tmp, compression="zstd")
-        return final
+        return self.storage.location(key)
+
+    def read(self, table: str, snapshot_date: date) -> pa.Table:
+        with self.storage.open_input(self.key(table, snapshot_date)) as source:
+            return pq.ParquetFile(source).read()  # not pq.read_table: that imports pandas
+
+    def fingerprints(self, table: str) -> dict[date, Fingerprint]:
+        """Each written day of `table`, in date order, with its file's fingerprint (one listing)."""
+        base = f"{ROOT}/{table}/"
+        prefix = f"{schema.PARTITION_COLUMN}="
+        found: dict[date, Fingerprint] = {}
+        for key, fingerprint in self.storage.files(base, named=FILE_NAME).items():
+            partition, _, name = key.removeprefix(base).partition("/")
+            if name != FILE_NAME or not partition.startswith(prefix):
+                continue
+            try:
+                found[date.fromisoformat(partition.removeprefix(prefix))] = fingerprint
+            except ValueError:  # not a day's directory
+                continue
+        return dict(sorted(found.items()))
 
     def days(self, table: str) -> list[date]:
-        # os.scandir and strings, not pathlib: every run lists years of days
-        prefix = f"{schema.PARTITION_COLUMN}="
-        try:
-            with os.scandir(self.root / table) as entries:
-                names = [e.name for e in entries if e.name.startswith(prefix) and e.is_dir()]
-        except FileNotFoundError:
-            return []
-        base = f"{self.root / table}/"
-        return sorted(
-            date.fromisoformat(name.removeprefix(prefix))
-            for name in names
-            if os.path.exists(f"{base}{name}/{FILE_NAME}")
-        )
-
-    def file_stats(self, table: str, days: list[date]) -> list[os.stat_result]:
-        """os.stat of each day's file (FileNotFoundError if one is missing)."""
-        base = f"{self.root / table}/{schema.PARTITION_COLUMN}="
-        return [os.stat(f"{base}{day.isoformat()}/{FILE_NAME}") for day in days]
+        return list(self.fingerprints(table))

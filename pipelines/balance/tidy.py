@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -22,9 +21,9 @@ import pyarrow.compute as pc
 from pipelines.balance import arrays, checks, flatten, layouts, schema
 from pipelines.balance.compaction import CompactedMonths
 from pipelines.balance.fetch import MissingRawError, today_in_seoul
-from pipelines.balance.files import locked
 from pipelines.balance.landing import RawLanding, Snapshot, SnapshotError, read_snapshot
 from pipelines.balance.tables import ParquetTables
+from pipelines.storage import DataRoot, Location, Storage, open_root
 
 
 @dataclass
@@ -32,8 +31,8 @@ class TidyResult:
     days: list[date]
     tables: dict[str, list[pa.Table]] = field(default_factory=dict)
     outcomes: list[checks.Outcome] = field(default_factory=list)
-    written: dict[str, list[Path]] = field(default_factory=dict)
-    compacted: list[Path] = field(default_factory=list)
+    written: dict[str, list[Location]] = field(default_factory=dict)
+    compacted: list[Location] = field(default_factory=list)
     #: Accounts with rows in the tables.
     accounts: set[str] = field(default_factory=set)
     #: "YYYY-MM-DD account" → why that account's newest answer of the day was withheld.
@@ -54,7 +53,7 @@ def flatten_tables(snapshots: list[Snapshot]) -> dict[str, pa.Table]:
     }
 
 
-def _held(check_name: str, snap: Snapshot | Path, error: Exception) -> checks.Withheld:
+def _held(check_name: str, snap: Snapshot | Location, error: Exception) -> checks.Withheld:
     path = snap.path if isinstance(snap, Snapshot) else snap
     text = str(error)
     if str(path) not in text:
@@ -209,13 +208,16 @@ def _by_day(table: pa.Table, days: list[date]) -> dict[date, pa.Table]:
     return split
 
 
-def build_days(data_root: Path, days: list[date]) -> TidyResult:
+def build_days(data_root: DataRoot | Storage, days: list[date]) -> TidyResult:
     """Flatten and check every day from its landed raw files; write unless a check blocks.
 
     Days whose newest answers are all good are flattened and checked as one batch; a day with
-    a withheld answer goes account by account (`day_tables`).
+    a withheld answer goes account by account (`day_tables`). Each day is built under its lock
+    (Storage.lock: every process on a local root; in object storage, one machine's processes,
+    and Dagster's run concurrency across machines).
     """
-    landing, store = RawLanding(data_root), ParquetTables(data_root)
+    storage = open_root(data_root)
+    landing, store = RawLanding(storage), ParquetTables(storage)
     missing = [day for day in days if not landing.latest_files(day)]
     if missing:
         raise MissingRawError(
@@ -235,7 +237,7 @@ def build_days(data_root: Path, days: list[date]) -> TidyResult:
 
     with contextlib.ExitStack() as stack:
         for day in result.days:  # in date order, so two runs never wait on each other in a cycle
-            stack.enter_context(locked(data_root / ".locks" / f"tidy-{day}.lock"))
+            stack.enter_context(storage.lock(f"tidy-{day}"))
         existing = {name: [store.path(name, d) for d in result.days] for name in schema.TABLES}
         batch = _batch(landing, result.days)
         late = merge(checks.run(batch.snapshots, batch.tables, existing=existing))
@@ -269,5 +271,5 @@ def build_days(data_root: Path, days: list[date]) -> TidyResult:
             for name, table in written[day].items():
                 result.written.setdefault(name, []).append(store.write(name, day, table))
     # after the day locks: a closed month that changed (or just closed) becomes one file again
-    result.compacted = CompactedMonths(data_root).refresh(today_in_seoul())
+    result.compacted = CompactedMonths(storage).refresh(today_in_seoul())
     return result

@@ -1,14 +1,18 @@
 """The DuckDB warehouse: views over the Parquet tables, rebuilt whole and swapped in atomically.
 
-The file holds only views (absolute paths to the Parquet files: compacted months, daily files
-for the rest), so it opens read-only from any working directory and rebuilding it never
-touches data.
+The file holds only views (absolute paths or s3:// URLs of the Parquet files: compacted months,
+daily files for the rest), so it opens read-only from any working directory and rebuilding it
+never touches data. It is always a local file (KIS_WAREHOUSE); `connect` opens it with what its
+views need to read the data root.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -20,8 +24,18 @@ from pipelines.balance.files import atomic_path, locked
 from pipelines.balance.tables import ParquetTables
 from pipelines.balance.targets import Target
 from pipelines.balance.views import DERIVED_VIEWS, DRIFT_VIEW, GLOSSARY
+from pipelines.storage import (
+    WAREHOUSE_FILE,
+    DataRoot,
+    Storage,
+    open_root,
+    replaced_while_reading,
+)
 
-FILE_NAME = "warehouse.duckdb"
+FILE_NAME = WAREHOUSE_FILE
+#: Reads of the views tried again when another writer replaced a file they were reading.
+READ_ATTEMPTS = 4
+T = TypeVar("T")
 
 #: An exact percentage (4 decimals, truncated) of two DECIMAL amounts, without float.
 PERCENT_MACRO = """
@@ -112,20 +126,79 @@ def _parquet_sql(name: str, files: TableFiles, tables: ParquetTables, columns: s
     return " UNION ALL ".join(parts)
 
 
-def build(
-    data_root: Path, targets: list[Target] | None = None, capture: CaptureCalendar | None = None
-) -> Path:
-    """(Re)create every view in a new file, then swap it in place of the old one.
+def default_path(data_root: DataRoot | Storage) -> Path:
+    """The warehouse file when KIS_WAREHOUSE is not set: in a local data root, always local."""
+    return open_root(data_root).default_warehouse()
 
-    One builder at a time (a lock file); readers keep the file they opened. Without `capture`
-    the missed_captures view is empty.
+
+def connect(
+    data_root: DataRoot | Storage, path: Path | None = None, *, read_only: bool = True
+) -> duckdb.DuckDBPyConnection:
+    """The warehouse (`path`, default `default_path`), opened so that its views can read the
+    data root: for object storage, the store is registered on this connection."""
+    storage = open_root(data_root)
+    con = duckdb.connect(str(path or storage.default_warehouse()), read_only=read_only)
+    try:
+        storage.attach(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def read(
+    data_root: DataRoot | Storage, path: Path | None, work: Callable[[duckdb.DuckDBPyConnection], T]
+) -> T:
+    """`work` on a `connect`ion, run again on a fresh one if another writer replaced a file it
+    was reading (in object storage a reader does not keep the version it started with)."""
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        with connect(data_root, path) as con:
+            try:
+                return work(con)
+            except duckdb.Error as error:
+                if attempt == READ_ATTEMPTS or not replaced_while_reading(error):
+                    raise
+        time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
+
+
+def build(
+    data_root: DataRoot | Storage,
+    targets: list[Target] | None = None,
+    *,
+    path: Path | None = None,
+    capture: CaptureCalendar | None = None,
+) -> Path:
+    """(Re)create every view in a new file at `path` (default `default_path`), then swap it in
+    place of the old one.
+
+    One builder at a time (a lock file beside it); readers keep the file they opened. Without
+    `capture` the missed_captures view is empty.
     """
-    tables = ParquetTables(data_root.resolve())
-    compacted = CompactedMonths(data_root.resolve())
-    final = data_root / FILE_NAME
-    with locked(data_root / ".locks" / "warehouse.lock"), atomic_path(final) as tmp:
+    storage = open_root(data_root).absolute()  # paths in views read from any directory
+    final = path or open_root(data_root).default_warehouse()
+    with locked(final.parent / ".locks" / "warehouse.lock"):
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return _build(storage, targets, capture, final)
+            except duckdb.Error as error:  # views are bound when created: they read the files
+                if attempt == READ_ATTEMPTS or not replaced_while_reading(error):
+                    raise
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _build(
+    storage: Storage,
+    targets: list[Target] | None,
+    capture: CaptureCalendar | None,
+    final: Path,
+) -> Path:
+    tables, compacted = ParquetTables(storage), CompactedMonths(storage)
+    with atomic_path(final) as tmp:
         tmp.unlink()  # duckdb creates its own file
         with duckdb.connect(str(tmp)) as con:
+            storage.attach(con)
             con.execute("BEGIN")  # one transaction for the whole build, not one per statement
             con.execute(PERCENT_MACRO)
             con.execute(_category_labels_sql())

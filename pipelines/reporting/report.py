@@ -13,21 +13,19 @@ rounded, and displayed won amounts drop anything below 1 won by truncation towar
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from functools import cache
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import jinja2
 
 from pipelines.balance import warehouse
-from pipelines.balance.files import atomic_path
+from pipelines.storage import DataRoot, Location, Storage, open_root
 
 #: Korean myriad units, largest first (1경 = 10^16); amounts above 10^20 count in 경.
 UNITS = ((10**16, "경"), (10**12, "조"), (10**8, "억"), (10**4, "만"))
@@ -686,10 +684,11 @@ def render_main_chart_svg(con: duckdb.DuckDBPyConnection, day: date) -> str:
     )
 
 
-def write(con: duckdb.DuckDBPyConnection, day: date, data_root: Path) -> Path:
-    """Render the day's report to reports/portfolio-YYYY-MM-DD.html, atomically."""
-    final = data_root / "reports" / f"portfolio-{day.isoformat()}.html"
-    with atomic_path(final) as tmp:
-        tmp.write_text(render_report(con, day), encoding="utf-8")
-    os.chmod(final, 0o644)  # a page to open in a browser, not raw account data
-    return final
+def write(con: duckdb.DuckDBPyConnection, day: date, data_root: DataRoot | Storage) -> Location:
+    """Render the day's report to reports/portfolio-YYYY-MM-DD.html in the data root, atomically.
+
+    Not private (0644 on a local disk): a page to open in a browser, not raw account data.
+    """
+    page = render_report(con, day).encode("utf-8")
+    key = f"reports/portfolio-{day.isoformat()}.html"
+    return open_root(data_root).write_bytes(key, page, private=False)

@@ -1,0 +1,523 @@
+"""The data root behind one seam: a local directory, or a prefix in S3-compatible object storage.
+
+Landing, the tables, compaction, the report and the warehouse's view paths read and write the
+data root only through `Storage` (`open_root` picks the implementation), so nothing else knows
+which one is in use. Keys are '/'-separated paths relative to the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import mimetypes
+import os
+import re
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from pipelines.balance.files import atomic_path, locked
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+WAREHOUSE_FILE = "warehouse.duckdb"
+#: What changes whenever a file is rewritten: (inode, size, mtime_ns) on a local disk,
+#: (ETag, size, last-modified) in object storage.
+Fingerprint = tuple[int | str, ...]
+
+#: A scheme followed by ":/": a URL, never a local folder (Windows drive letters have 1 letter).
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):/")
+_S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
+SCHEMES = ("s3",)
+
+
+class RootError(ValueError):
+    """A data root that is neither a local path nor an s3:// URL this project can use."""
+
+
+class Storage(ABC):
+    """A data root: files under keys, each written whole or not at all."""
+
+    #: The root itself: a local Path, or an ObjectPath (str() gives the s3:// URL).
+    root: Location
+
+    @abstractmethod
+    def location(self, key: str) -> Location:
+        """Where `key` is: a Path under a local root, an ObjectPath in object storage."""
+
+    @abstractmethod
+    def absolute(self) -> Storage:
+        """The same root with locations whose str() reads from any working directory."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def open_input(self, key: str) -> pa.NativeFile:
+        """A seekable reader, e.g. for a Parquet footer without reading the whole file."""
+
+    @abstractmethod
+    def write_bytes(
+        self, key: str, data: bytes, *, overwrite: bool = True, private: bool = True
+    ) -> Location:
+        """Store `data` under `key` in one step: readers see the previous file or the whole new
+        one, never part of either, and a write that fails or is killed leaves the previous one.
+
+        `overwrite=False` never replaces an existing key (FileExistsError instead), also when
+        another process writes the same key at the same moment. A `private` local file is
+        readable by its owner only (0600); a report is not private (0644).
+        """
+
+    @abstractmethod
+    def staged(
+        self, key: str, *, overwrite: bool = True, private: bool = True
+    ) -> contextlib.AbstractContextManager[Path]:
+        """A local temporary file to write `key` into; when the block ends without an error it
+        becomes `key` in one step, as with `write_bytes`, and otherwise nothing changes."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def remove(self, key: str) -> None:
+        """Remove `key`; a missing key is fine."""
+
+    @abstractmethod
+    def files(self, prefix: str, *, named: str | None = None) -> dict[str, Fingerprint]:
+        """Every file under `prefix` at any depth (names starting with '.' left out), by key,
+        with a fingerprint that changes whenever the file is rewritten or replaced.
+
+        With `named`, only the files of that name one folder below `prefix` (a partitioned
+        table's `<partition>/data.parquet`), which a local disk lists much faster."""
+
+    @abstractmethod
+    def children(self, prefix: str) -> list[str]:
+        """The names directly under `prefix` (files and folders), sorted; none if it is absent."""
+
+    @abstractmethod
+    def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock for one writer of `name` (see each implementation for its reach)."""
+
+    @abstractmethod
+    def default_warehouse(self) -> Path:
+        """Where the DuckDB warehouse file goes when KIS_WAREHOUSE is not set (always local)."""
+
+    def duckdb_path(self, key: str) -> str:
+        """`key`, or a glob of keys, as DuckDB reads it once `attach` was called."""
+        return str(self.absolute().location(key))
+
+    @property
+    def plain_duckdb_reads(self) -> bool:
+        """Whether a plain DuckDB (the `duckdb` shell) reads `duckdb_path`s without `attach`."""
+        return True
+
+    @abstractmethod
+    def attach(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Let `con` read `duckdb_path`s."""
+
+
+class LocalStorage(Storage):
+    """A directory: temp file + rename for every write, flock locks, 0600 files."""
+
+    def __init__(self, root: Path):
+        self.root: Path = root
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({str(self.root)!r})"
+
+    def location(self, key: str) -> Path:
+        return self.root / key if key else self.root
+
+    def absolute(self) -> LocalStorage:
+        return LocalStorage(self.root.resolve())
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.location(key).read_bytes()
+
+    def open_input(self, key: str) -> pa.NativeFile:
+        import pyarrow as pa
+
+        return pa.OSFile(str(self.location(key)))
+
+    def write_bytes(
+        self, key: str, data: bytes, *, overwrite: bool = True, private: bool = True
+    ) -> Path:
+        with self.staged(key, overwrite=overwrite, private=private) as tmp:
+            tmp.write_bytes(data)
+        return self.location(key)
+
+    @contextlib.contextmanager
+    def staged(self, key: str, *, overwrite: bool = True, private: bool = True) -> Iterator[Path]:
+        with atomic_path(self.location(key), overwrite=overwrite) as tmp:
+            yield tmp
+            if not private:
+                tmp.chmod(0o644)
+
+    def exists(self, key: str) -> bool:
+        return self.location(key).exists()
+
+    def remove(self, key: str) -> None:
+        self.location(key).unlink(missing_ok=True)
+
+    def files(self, prefix: str, *, named: str | None = None) -> dict[str, Fingerprint]:
+        # os.scandir and strings, not pathlib: every run lists years of daily files
+        found: dict[str, Fingerprint] = {}
+        pending = [prefix.strip("/")]
+        while pending:
+            directory = pending.pop()
+            try:
+                with os.scandir(self.root / directory) as entries:
+                    for entry in entries:
+                        if entry.name.startswith("."):
+                            continue
+                        key = f"{directory}/{entry.name}" if directory else entry.name
+                        if named is not None:  # one stat per folder, no listing of each
+                            if entry.is_dir():
+                                self._stat_into(found, f"{key}/{named}")
+                        elif entry.is_dir():
+                            pending.append(key)
+                        else:
+                            stat = entry.stat()
+                            found[key] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return found
+
+    def children(self, prefix: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self.root / prefix.strip("/")))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def _stat_into(self, found: dict[str, Fingerprint], key: str) -> None:
+        try:
+            stat = os.stat(f"{self.root}/{key}")
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        found[key] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+    def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """flock on .locks/<name>.lock under the root: every process using this directory."""
+        return locked(self.root / ".locks" / f"{name}.lock")
+
+    def default_warehouse(self) -> Path:
+        return self.root / WAREHOUSE_FILE
+
+    def attach(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Nothing to do: DuckDB reads local files itself."""
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """How to reach an S3-compatible store: the standard AWS_* variables, secrets not shown."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> S3Access:
+        """AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (unset: AWS itself), AWS_REGION or
+        AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (keys
+        unset: botocore's usual chain, e.g. a profile or an instance role)."""
+        return cls(
+            endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL"),
+            region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION"),
+            access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
+            secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            session_token=environ.get("AWS_SESSION_TOKEN") or None,
+        )
+
+
+#: How long DuckDB's reads may reuse a listing or an object's size and ETag. s3fs checks each
+#: range it reads against the ETag, so an object replaced meanwhile fails the query (see
+#: `replaced_while_reading`), never mixes two versions; attaching a connection drops them.
+READ_LISTINGS_SECONDS = 5.0
+
+
+@functools.cache
+def _filesystem(access: S3Access, pid: int, *, for_duckdb: bool = False) -> Any:
+    """One s3fs filesystem per access and process (fsspec's are not fork-safe): the pipeline's
+    asks the store every time; DuckDB's keeps listings briefly, as it asks for a file's size and
+    time several times per query (about 6x fewer requests for the report)."""
+    import s3fs
+
+    return s3fs.S3FileSystem(
+        key=access.access_key_id,
+        secret=access.secret_access_key,
+        token=access.session_token,
+        endpoint_url=access.endpoint_url,
+        client_kwargs={"region_name": access.region} if access.region else {},
+        # MinIO, Ceph and most stores behind a custom endpoint want path-style addressing
+        config_kwargs={"s3": {"addressing_style": "path"}} if access.endpoint_url else {},
+        # the pipeline asks the store every time: another worker may have written since
+        use_listings_cache=for_duckdb,
+        listings_expiry_time=READ_LISTINGS_SECONDS if for_duckdb else None,
+        skip_instance_cache=True,
+    )
+
+
+class ObjectStorage(Storage):
+    """A bucket prefix in any S3-compatible store, through s3fs (botocore).
+
+    Every write is one PUT (or one multipart upload, which S3 shows only once complete), so
+    readers never see part of an object; `overwrite=False` is a conditional write
+    (`If-None-Match: *`) the store refuses if the key exists. There is no rename and no lock
+    on S3: `lock` is an flock on this machine only (see README, "Data in object storage").
+    """
+
+    def __init__(self, bucket: str, prefix: str, access: S3Access, local_dir: Path):
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.access = access
+        #: This machine's files for this root: the default warehouse and the lock files.
+        self.local_dir = local_dir
+        self.root: ObjectPath = ObjectPath(self, "")
+
+    def __repr__(self) -> str:
+        return f"ObjectStorage({self.url!r}, {self.access!r})"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self._path('')}"
+
+    @property
+    def fs(self) -> Any:
+        """The s3fs filesystem (also what DuckDB reads through)."""
+        return _filesystem(self.access, os.getpid())
+
+    def _path(self, key: str) -> str:
+        return "/".join(part for part in (self.bucket, self.prefix, key.strip("/")) if part)
+
+    def location(self, key: str) -> ObjectPath:
+        return ObjectPath(self, key.strip("/"))
+
+    def absolute(self) -> ObjectStorage:
+        return self
+
+    def subtree(self, key: str) -> ObjectStorage:
+        prefix = "/".join(part for part in (self.prefix, key.strip("/")) if part)
+        return ObjectStorage(self.bucket, prefix, self.access, self.local_dir / key)
+
+    def read_bytes(self, key: str) -> bytes:
+        data: bytes = self.fs.cat_file(self._path(key))
+        return data
+
+    def open_input(self, key: str) -> pa.NativeFile:
+        import pyarrow as pa
+
+        return pa.PythonFile(self.fs.open(self._path(key), "rb"), mode="r")
+
+    def write_bytes(
+        self, key: str, data: bytes, *, overwrite: bool = True, private: bool = True
+    ) -> ObjectPath:
+        # one PUT below 100 MB (s3fs), a multipart upload above: all or nothing
+        content_type = mimetypes.guess_type(key)[0]  # a report opens as a page from the store
+        with self._refused_if_existing(key, overwrite):
+            self.fs.pipe_file(
+                self._path(key),
+                data,
+                mode="overwrite" if overwrite else "create",
+                **({"ContentType": content_type} if content_type else {}),
+            )
+        return self.location(key)
+
+    @contextlib.contextmanager
+    def staged(self, key: str, *, overwrite: bool = True, private: bool = True) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="kis-staged-") as directory:
+            tmp = Path(directory) / PurePosixPath(key).name
+            tmp.touch(0o600)
+            yield tmp
+            with self._refused_if_existing(key, overwrite):
+                # the same single PUT (or multipart upload) as write_bytes
+                self.fs.put_file(
+                    str(tmp), self._path(key), mode="overwrite" if overwrite else "create"
+                )
+
+    @contextlib.contextmanager
+    def _refused_if_existing(self, key: str, overwrite: bool) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            if not overwrite and _refused_as_existing(error):
+                raise FileExistsError(
+                    f"{self.url_of(key)} exists and is never replaced (conditional write)"
+                ) from error
+            raise
+
+    def url_of(self, key: str) -> str:
+        return f"s3://{self._path(key)}"
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.isfile(self._path(key)))
+
+    def remove(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(key))
+
+    def files(self, prefix: str, *, named: str | None = None) -> dict[str, Fingerprint]:
+        base, under = self._path(""), prefix.strip("/") + "/" if prefix.strip("/") else ""
+        found: dict[str, Fingerprint] = {}
+        listing = self.fs.find(self._path(prefix), detail=True, withdirs=False)
+        for path, info in listing.items():
+            key = path[len(base) :].lstrip("/") if base else path
+            if info.get("type") != "file" or key.rsplit("/", 1)[-1].startswith("."):
+                continue
+            if named is not None and key.removeprefix(under).partition("/")[2] != named:
+                continue
+            modified = info["LastModified"].astimezone(UTC).isoformat()
+            found[key] = (str(info.get("ETag", "")).strip('"'), int(info["size"]), modified)
+        return found
+
+    def children(self, prefix: str) -> list[str]:
+        try:
+            listed = self.fs.ls(self._path(prefix), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(path.rstrip("/").rsplit("/", 1)[-1] for path in listed)
+
+    def lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """flock in this machine's directory for the root: processes on this machine only.
+        Across machines, Dagster's run concurrency keeps one writer per day."""
+        return locked(self.local_dir / ".locks" / f"{name}.lock")
+
+    def default_warehouse(self) -> Path:
+        return self.local_dir / WAREHOUSE_FILE
+
+    @property
+    def plain_duckdb_reads(self) -> bool:
+        return False
+
+    def attach(self, con: duckdb.DuckDBPyConnection) -> None:
+        reader = _filesystem(self.access, os.getpid(), for_duckdb=True)
+        reader.invalidate_cache()  # what this process wrote since is seen
+        con.register_filesystem(reader)
+
+
+def replaced_while_reading(error: BaseException) -> bool:
+    """Whether a query failed because a file it read was replaced by another writer meanwhile
+    (object storage: s3fs's ETag check, FileExpired). Running the query again reads the new
+    file whole; on a local root a reader keeps the file it opened, so this never happens."""
+    return "FileExpired" in str(error) or type(error).__name__ == "FileExpired"
+
+
+def _refused_as_existing(error: OSError) -> bool:
+    """s3fs's error for a conditional PUT the store refused: 412 (the key exists) or 409 (a
+    concurrent conditional write to that key is in flight)."""
+    if isinstance(error, FileExistsError):
+        return True
+    cause = getattr(error.__cause__, "response", None) or {}
+    code = str(cause.get("Error", {}).get("Code", ""))
+    return code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+
+
+@functools.total_ordering
+class ObjectPath:
+    """A key in object storage, shown as its s3:// URL: the parts of a Path the pipeline uses."""
+
+    __slots__ = ("key", "storage")
+
+    def __init__(self, storage: ObjectStorage, key: str):
+        self.storage, self.key = storage, key
+
+    def __str__(self) -> str:
+        return self.storage.url_of(self.key)
+
+    def __repr__(self) -> str:
+        return f"ObjectPath({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObjectPath) and str(self) == str(other)
+
+    def __lt__(self, other: ObjectPath) -> bool:
+        return str(self) < str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __truediv__(self, part: str) -> ObjectPath:
+        return ObjectPath(self.storage, f"{self.key}/{part}" if self.key else part)
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.storage._path(self.key)).name
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.name).stem
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name).suffix
+
+    @property
+    def parent(self) -> ObjectPath:
+        return ObjectPath(self.storage, self.key.rpartition("/")[0])
+
+    def read_bytes(self) -> bytes:
+        return self.storage.read_bytes(self.key)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def exists(self) -> bool:
+        return self.storage.exists(self.key)
+
+    def open_input(self) -> pa.NativeFile:
+        return self.storage.open_input(self.key)
+
+
+#: Where something is in a data root: a local Path or an ObjectPath.
+Location = Path | ObjectPath
+#: What a data root is given as (Settings.data_root): the same.
+DataRoot = Location
+
+
+def open_root(root: DataRoot | Storage) -> Storage:
+    """The storage of a data root given as a local Path, an ObjectPath or a Storage."""
+    if isinstance(root, Storage):
+        return root
+    if isinstance(root, ObjectPath):
+        return root.storage.subtree(root.key) if root.key else root.storage
+    return LocalStorage(root)
+
+
+def open_input(location: Location) -> pa.NativeFile:
+    """A seekable reader of one file, local or in object storage."""
+    if isinstance(location, ObjectPath):
+        return location.open_input()
+    import pyarrow as pa
+
+    return pa.OSFile(str(location))
+
+
+def parse_root(text: str, environ: Mapping[str, str]) -> DataRoot:
+    """KIS_DATA_ROOT as a data root: a local path (`~` expanded, made absolute) or
+    s3://bucket[/prefix] with access from the AWS_* variables in `environ`.
+
+    Any other URL is refused: taken as a path, it would silently be a local folder."""
+    url = _URL.match(text)
+    if not url:
+        return Path(text).expanduser().resolve()
+    if url["scheme"].lower() not in SCHEMES:
+        raise RootError(
+            f"{url['scheme']}:// is not supported; use a local directory or "
+            "s3://bucket/prefix (any S3-compatible store: AWS, MinIO, R2, Ceph)"
+        )
+    s3 = _S3_URL.match("s3" + text[len(url["scheme"]) :])
+    if not s3 or "?" in text or "#" in text or "//" in (s3["prefix"] or ""):
+        raise RootError(
+            "expected s3://bucket or s3://bucket/prefix (a bucket name of 3-63 lowercase "
+            "letters, digits, dots and hyphens; no query)"
+        )
+    bucket, prefix = s3["bucket"], (s3["prefix"] or "").strip("/")
+    data_home = environ.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
+    local_dir = Path(data_home, "kis-balance-history", "s3", bucket, *prefix.split("/"))
+    return ObjectStorage(bucket, prefix, S3Access.from_env(environ), local_dir).root

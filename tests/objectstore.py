@@ -1,0 +1,71 @@
+"""An S3-compatible server on loopback for tests: moto's server mode, with fake credentials.
+
+pyarrow, DuckDB and s3fs talk to it over real HTTP like to any store; nothing is mocked
+in-process. Buckets are created here (the pipeline never creates one).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+#: The AWS_* variables a test's S3 root is configured with: a fake key, never a real one.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing-access-key",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
+    "AWS_REGION": "us-east-1",
+}
+#: Variables that could point a test at a real account or another endpoint: removed.
+OTHER_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL_S3",
+)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's S3 server on a free loopback port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@functools.cache
+def client(endpoint: str) -> Any:
+    """A plain botocore S3 client on the server, for what tests check behind the pipeline."""
+    import botocore.session
+
+    return botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=FAKE_CREDENTIALS["AWS_REGION"],
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def new_bucket(endpoint: str) -> str:
+    name = f"kis-test-{uuid.uuid4().hex[:12]}"
+    client(endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def keys(endpoint: str, bucket: str, prefix: str = "") -> list[str]:
+    """Every key in the bucket under `prefix`, sorted."""
+    pages = client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))

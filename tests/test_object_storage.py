@@ -1,0 +1,306 @@
+"""The storage seam: the same tests over a local directory and an S3 root on a loopback server.
+
+Also KIS_DATA_ROOT parsing (an s3:// URL, any other URL refused) and KIS_WAREHOUSE.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.settings import Settings, SettingsError
+from pipelines.storage import (
+    LocalStorage,
+    ObjectPath,
+    ObjectStorage,
+    Storage,
+    open_input,
+    open_root,
+    parse_root,
+)
+from tests import objectstore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """A fresh data root, local or in a fresh bucket on the loopback S3 server."""
+    if request.param == "local":
+        return LocalStorage(tmp_path / "root")
+    root = request.getfixturevalue("s3_root")
+    return open_root(parse_root(root, os.environ))
+
+
+def root_text(storage: Storage) -> str:
+    return str(storage.root)
+
+
+# -- reading and writing --------------------------------------------------------------------
+
+
+def test_write_then_read_where_the_location_says(storage: Storage) -> None:
+    key = "raw/day=1/12345678-01/a.json"
+    where = storage.write_bytes(key, '{"잔고": 1}'.encode())
+    assert where == storage.location(key)
+    assert str(where) == f"{root_text(storage)}/{key}"
+    assert (where.name, where.stem, where.suffix) == ("a.json", "a", ".json")
+    assert where.parent.name == "12345678-01"
+    assert where.read_bytes() == storage.read_bytes(key) == '{"잔고": 1}'.encode()
+    assert where.exists() and storage.exists(key)
+    assert not storage.exists("raw/day=1/12345678-01/b.json")
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes("raw/missing.json")
+
+
+def test_a_rewrite_replaces_the_whole_file_and_its_fingerprint(storage: Storage) -> None:
+    storage.write_bytes("t/data.parquet", b"first version")
+    before = storage.files("t")
+    storage.write_bytes("t/data.parquet", b"second, longer version")
+    after = storage.files("t")
+    assert list(before) == list(after) == ["t/data.parquet"]
+    assert before["t/data.parquet"] != after["t/data.parquet"]
+    assert storage.read_bytes("t/data.parquet") == b"second, longer version"
+    storage.write_bytes("t/data.parquet", b"second, longer Version")  # same size
+    assert storage.files("t")["t/data.parquet"] != after["t/data.parquet"]
+
+
+def test_an_existing_name_is_never_replaced_without_overwrite(storage: Storage) -> None:
+    storage.write_bytes("raw/a.json", b"landed first", overwrite=False)
+    with pytest.raises(FileExistsError):
+        storage.write_bytes("raw/a.json", b"landed second", overwrite=False)
+    with pytest.raises(FileExistsError), storage.staged("raw/a.json", overwrite=False) as tmp:
+        tmp.write_bytes(b"landed third")
+    assert storage.read_bytes("raw/a.json") == b"landed first"
+    assert list(storage.files("raw")) == ["raw/a.json"]
+
+
+def test_of_writers_racing_for_one_name_exactly_one_lands(storage: Storage) -> None:
+    """The conditional write (If-None-Match: * on S3, link(2) locally) decides, not a check
+    before the write."""
+    outcomes: dict[int, str] = {}
+
+    def land(writer: int) -> None:
+        try:
+            storage.write_bytes("raw/race.json", b"writer %d" % writer * 500, overwrite=False)
+            outcomes[writer] = "landed"
+        except FileExistsError:
+            outcomes[writer] = "refused"
+
+    threads = [threading.Thread(target=land, args=(writer,)) for writer in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [winner] = [writer for writer, outcome in outcomes.items() if outcome == "landed"]
+    assert sorted(outcomes.values()) == ["landed"] + ["refused"] * 5
+    assert storage.read_bytes("raw/race.json") == b"writer %d" % winner * 500
+
+
+def test_a_failed_staged_write_leaves_the_previous_file(storage: Storage) -> None:
+    storage.write_bytes("parquet/t/data.parquet", b"previous")
+    with pytest.raises(RuntimeError, match="boom"), storage.staged("parquet/t/data.parquet") as tmp:
+        tmp.write_bytes(b"half of a new file")
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), storage.staged("parquet/t/new.parquet") as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("boom")
+    assert storage.read_bytes("parquet/t/data.parquet") == b"previous"
+    assert list(storage.files("parquet")) == ["parquet/t/data.parquet"]
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pipelines.storage import open_root, parse_root
+    storage = open_root(parse_root(sys.argv[1], os.environ))
+    with storage.staged("parquet/t/data.parquet") as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(b"PAR1 half a file")
+            handle.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_file(storage: Storage) -> None:
+    storage.write_bytes("parquet/t/data.parquet", b"previous, whole")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, root_text(storage)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=10)
+    assert storage.read_bytes("parquet/t/data.parquet") == b"previous, whole"
+    assert list(storage.files("parquet")) == ["parquet/t/data.parquet"]
+
+
+def test_files_lists_every_depth_and_skips_hidden_names(storage: Storage) -> None:
+    for key in ("a/b/c/one.json", "a/two.json", "a/.hidden.tmp", "ab/three.json", "z.json"):
+        storage.write_bytes(key, b"x")
+    assert sorted(storage.files("a")) == ["a/b/c/one.json", "a/two.json"]
+    assert sorted(storage.files("a/")) == ["a/b/c/one.json", "a/two.json"]
+    assert storage.files("missing") == {}
+    assert sorted(storage.files("a", named="one.json")) == []  # two folders down
+    assert sorted(storage.files("a/b", named="one.json")) == ["a/b/c/one.json"]
+    for key in ("t/d=1/data.parquet", "t/d=2/data.parquet", "t/d=2/x.parquet", "t/data.parquet"):
+        storage.write_bytes(key, b"x")
+    listed = storage.files("t", named="data.parquet")
+    assert sorted(listed) == ["t/d=1/data.parquet", "t/d=2/data.parquet"]
+    assert listed == {key: storage.files("t")[key] for key in listed}
+    storage.remove("a/two.json")
+    storage.remove("a/two.json")  # already gone: fine
+    assert sorted(storage.files("a")) == ["a/b/c/one.json"]
+
+
+def test_parquet_reads_through_open_input_and_duckdb(storage: Storage) -> None:
+    table = pa.table({"amount": pa.array([1, 2, 3], pa.decimal128(38, 8)), "n": [1, 2, 3]})
+    for day in ("2024-05-02", "2024-05-03"):
+        with storage.staged(f"parquet/t/snapshot_date={day}/data.parquet") as tmp:
+            pq.write_table(table, tmp)
+    where = storage.location("parquet/t/snapshot_date=2024-05-02/data.parquet")
+    with open_input(where) as source:
+        assert pq.read_schema(source).equals(table.schema)
+    glob = storage.duckdb_path("parquet/t/snapshot_date=2024-05-[0-3][0-9]/data.parquet")
+    with duckdb.connect() as con:
+        storage.attach(con)
+        rows = con.sql(
+            f"SELECT snapshot_date, sum(amount) FROM read_parquet('{glob}', "
+            "hive_partitioning = true, hive_types = {'snapshot_date': DATE}) GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert [(str(day), str(total)) for day, total in rows] == [
+        ("2024-05-02", "6.00000000"),  # exact DECIMAL(38,8), not a float
+        ("2024-05-03", "6.00000000"),
+    ]
+
+
+def test_a_lock_holds_off_a_second_holder(storage: Storage) -> None:
+    order: list[str] = []
+    with storage.lock("tidy-2024-05-02"):
+        second = threading.Thread(target=lambda: _take(storage, order))
+        second.start()
+        time.sleep(0.3)
+        order.append("first done")
+    second.join(timeout=10)
+    assert order == ["first done", "second"]
+
+
+def _take(storage: Storage, order: list[str]) -> None:
+    with storage.lock("tidy-2024-05-02"):
+        order.append("second")
+
+
+# -- object storage only --------------------------------------------------------------------
+
+
+def test_a_put_cut_off_mid_body_leaves_the_previous_object(s3_root: str, s3_endpoint: str) -> None:
+    """What a killed writer leaves on the wire: half a body, then a closed connection."""
+    storage = open_root(parse_root(s3_root, os.environ))
+    storage.write_bytes("parquet/t/data.parquet", b"previous, whole")
+    bucket = urlsplit(s3_root).netloc
+    endpoint = urlsplit(s3_endpoint)
+    assert endpoint.hostname == "127.0.0.1"
+    connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=10)
+    connection.putrequest("PUT", f"/{bucket}/history/parquet/t/data.parquet")
+    connection.putheader("Content-Length", str(1_000_000))
+    connection.endheaders()
+    connection.send(b"PAR1" + b"x" * 400_000)
+    connection.close()
+    time.sleep(0.5)
+    assert storage.read_bytes("parquet/t/data.parquet") == b"previous, whole"
+
+
+def test_a_report_is_stored_as_a_web_page(s3_root: str, s3_endpoint: str) -> None:
+    storage = open_root(parse_root(s3_root, os.environ))
+    storage.write_bytes("reports/portfolio-2024-05-02.html", b"<!doctype html>", private=False)
+    bucket = urlsplit(s3_root).netloc
+    head = objectstore.client(s3_endpoint).head_object(
+        Bucket=bucket, Key="history/reports/portfolio-2024-05-02.html"
+    )
+    assert head["ContentType"] == "text/html"
+
+
+# -- KIS_DATA_ROOT and KIS_WAREHOUSE --------------------------------------------------------
+
+
+def test_an_s3_data_root_takes_the_standard_aws_variables(tmp_path: Path) -> None:
+    environ = {
+        "KIS_DATA_ROOT": "s3://my-bucket/kis/history/",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "do-not-print-this-secret",
+        "AWS_REGION": "ap-northeast-2",
+        "XDG_DATA_HOME": str(tmp_path / "share"),
+    }
+    settings = Settings.from_env(environ)
+    assert isinstance(settings.data_root, ObjectPath)
+    assert str(settings.data_root) == "s3://my-bucket/kis/history"
+    assert str(settings.data_root / "raw") == "s3://my-bucket/kis/history/raw"
+    storage = open_root(settings.data_root)
+    assert isinstance(storage, ObjectStorage)
+    assert (storage.bucket, storage.prefix) == ("my-bucket", "kis/history")
+    assert storage.access.endpoint_url == "http://127.0.0.1:9000"
+    assert storage.access.region == "ap-northeast-2"
+    assert storage.access.access_key_id == "AKIDEXAMPLE"
+    # the warehouse is local, one per root, and the secret shows nowhere
+    assert settings.warehouse == (
+        tmp_path / "share/kis-balance-history/s3/my-bucket/kis/history/warehouse.duckdb"
+    )
+    for shown in (repr(settings), repr(storage), str(settings.data_root), repr(settings.data_root)):
+        assert "do-not-print-this-secret" not in shown
+
+
+def test_kis_warehouse_overrides_the_default(tmp_path: Path) -> None:
+    local = Settings.from_env({"KIS_DATA_ROOT": str(tmp_path / "data")})
+    assert local.warehouse == tmp_path / "data" / "warehouse.duckdb"
+    chosen = Settings.from_env(
+        {"KIS_DATA_ROOT": "s3://bucket", "KIS_WAREHOUSE": str(tmp_path / "w" / "kis.duckdb")}
+    )
+    assert chosen.warehouse == tmp_path / "w" / "kis.duckdb"
+    assert str(chosen.data_root) == "s3://bucket"
+
+
+@pytest.mark.parametrize(
+    ("root", "expected"),
+    [
+        ("gs://bucket/history", "gs:// is not supported"),
+        ("http://127.0.0.1:9000/bucket", "http:// is not supported"),
+        ("file:///srv/kis", "file:// is not supported"),
+        ("s3://", "expected s3://bucket"),
+        ("s3:///history", "expected s3://bucket"),
+        ("s3:/bucket/history", "expected s3://bucket"),
+        ("s3://Bucket_Name/x", "expected s3://bucket"),
+        ("s3://bucket/a//b", "expected s3://bucket"),
+        ("s3://bucket/x?versionId=1", "expected s3://bucket"),
+    ],
+)
+def test_a_url_the_project_does_not_serve_is_refused(root: str, expected: str) -> None:
+    """Before, s3://… silently became a local folder named 's3:'."""
+    with pytest.raises(SettingsError, match="KIS_DATA_ROOT=") as error:
+        Settings.from_env({"KIS_DATA_ROOT": root})
+    assert expected in str(error.value)
+
+
+def test_local_roots_stay_local_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for text in ("data", "./s3-archive", "C:/kis", str(tmp_path / "x")):
+        root = Settings.from_env({"KIS_DATA_ROOT": text}).data_root
+        assert isinstance(root, Path) and root.is_absolute()
+        assert isinstance(open_root(root), LocalStorage)
