@@ -406,7 +406,9 @@ def test_missed_captures_lists_closed_capture_days_without_a_snapshot(tmp_path: 
     capture_days = settings.capture_days(first, today - timedelta(days=1))
     newcomer = "55556666-01"  # configured, never captured: missed since the history's start
 
-    path = warehouse.build(tmp_path, None, CaptureCalendar(settings, first, (*ACCOUNTS, newcomer)))
+    path = warehouse.build(
+        tmp_path, capture=CaptureCalendar(settings, first, (*ACCOUNTS, newcomer))
+    )
     assert missed(path, today) == sorted(
         [("12345678-01", d) for d in capture_days if d not in everyone + one]
         + [("12345678-21", d) for d in capture_days if d not in everyone]
@@ -414,7 +416,7 @@ def test_missed_captures_lists_closed_capture_days_without_a_snapshot(tmp_path: 
     )
     # an account counts from its first snapshot when that is later than the history's start
     later = warehouse.build(
-        tmp_path, None, CaptureCalendar(settings, first - timedelta(days=30), ACCOUNTS)
+        tmp_path, capture=CaptureCalendar(settings, first - timedelta(days=30), ACCOUNTS)
     )
     assert {d for _, d in missed(later, today)} >= {d for d in capture_days if d not in everyone}
     assert min(d for _, d in missed(later, today)) >= first
@@ -431,7 +433,7 @@ def test_today_is_missed_only_once_its_window_has_closed(tmp_path: Path) -> None
     still_open = CaptureSettings(window=capture.parse_window("00:00-24:00"), days=every_day)
     tomorrow = today + timedelta(days=1)
     for settings, expected in [(closed, [("12345678-01", today)]), (still_open, [])]:
-        path = warehouse.build(tmp_path, None, CaptureCalendar(settings, today, ACCOUNTS[:1]))
+        path = warehouse.build(tmp_path, capture=CaptureCalendar(settings, today, ACCOUNTS[:1]))
         assert missed(path, tomorrow) == expected
 
 

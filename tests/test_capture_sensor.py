@@ -12,7 +12,14 @@ import duckdb
 import pytest
 
 import assets.automation
-from assets.automation import TAG_ACCOUNTS, TAG_ATTEMPT, TAG_DAY, balance_capture
+from assets.automation import (
+    TAG_ACCOUNTS,
+    TAG_ATTEMPT,
+    TAG_BUILD,
+    TAG_DAY,
+    TAG_KEY_GROUP,
+    balance_capture,
+)
 from assets.resources import KisConfig
 from pipelines.balance import capture
 from pipelines.balance.fetch import today_in_seoul
@@ -186,3 +193,66 @@ def test_only_accounts_narrows_the_configured_accounts(
         KisConfig(only_accounts="11112222-01,99998888-01").settings()
     with pytest.raises(SettingsError, match="names none of the configured accounts"):
         KisConfig(only_accounts=" , ").settings()
+
+
+def test_shards_fetch_side_by_side_runs_then_one_build(
+    isolated_env: Path,
+    sim_env: Simulator,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """KIS_SHARDS=2: one capture_fetch run per shard of app keys (tagged for the run queue),
+    then, once they have ended, one build_day run builds the day from what they landed."""
+    accounts_file = tmp_path / "accounts.toml"
+    accounts_file.write_text(
+        "".join(
+            f'[[account]]\nid = "{account}"\n'
+            f'app_key_env = "KEY_{n}"\napp_secret_env = "SECRET_{n}"\n'
+            for n, account in enumerate((STANDARD, PRODUCT21))
+        )
+    )
+    for n in range(2):
+        monkeypatch.setenv(f"KEY_{n}", f"SHARD-KEY-{n}")
+        monkeypatch.setenv(f"SECRET_{n}", f"shard-secret-{n}")
+    monkeypatch.setenv("KIS_ACCOUNTS_FILE", str(accounts_file))
+    monkeypatch.setenv("KIS_SHARDS", "2")
+    today = today_in_seoul().isoformat()
+
+    first = tick(instance, monkeypatch, today_at("18:31"))
+    requests = first.run_requests or []
+    assert [(r.job_name, r.tags[TAG_KEY_GROUP], r.run_key) for r in requests] == [
+        ("capture_fetch", "0", f"capture-{today}-attempt-1-shard-0"),
+        ("capture_fetch", "1", f"capture-{today}-attempt-1-shard-1"),
+    ]
+    assert [r.run_config["resources"]["kis"]["config"]["only_accounts"] for r in requests] == [
+        STANDARD,
+        PRODUCT21,
+    ]
+    for request in requests:
+        result = defs.resolve_job_def("capture_fetch").execute_in_process(
+            partition_key=request.partition_key,
+            run_config=request.run_config,
+            tags=request.tags,
+            instance=instance,
+        )
+        assert result.success
+        assert [m.asset_key for m in result.get_asset_materialization_events()] == [
+            dg.AssetKey("kis_balance_raw")
+        ]
+    assert not (isolated_env / "warehouse.duckdb").exists()  # nothing built by the shards
+
+    build = tick(instance, monkeypatch, today_at("18:32"), first.cursor)
+    [request] = build.run_requests or []
+    assert request.job_name == "build_day" and request.tags[TAG_BUILD] == today
+    result = defs.resolve_job_def("build_day").execute_in_process(
+        partition_key=request.partition_key, tags=request.tags, instance=instance
+    )
+    assert result.success
+    with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
+        in_views = con.sql("SELECT account_id FROM account_summary ORDER BY 1").fetchall()
+    assert in_views == [(STANDARD,), (PRODUCT21,)]
+
+    done = tick(instance, monkeypatch, today_at("18:52"), build.cursor)
+    assert not done.run_requests
+    assert done.skip_reason is not None and "All 2 accounts" in done.skip_reason.skip_message

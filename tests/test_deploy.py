@@ -34,6 +34,7 @@ from dagster_postgres import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from assets.automation import TAG_BUILD, TAG_KEY_GROUP
 from pipelines.balance.fetch import today_in_seoul
 from pipelines.definitions import defs
 from tests.postgres import PostgresServer, free_port
@@ -41,7 +42,7 @@ from tests.postgres import PostgresServer, free_port
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent
-GROUP_TAG = "kis/app_key_group"
+GROUP_TAG = TAG_KEY_GROUP
 DAGSTER_SERVICES = ("user_code", "webserver", "daemon")
 
 
@@ -180,7 +181,8 @@ def test_production_instance_keeps_everything_in_postgres(deployment: Deployment
         assert queue is not None
         assert queue.max_concurrent_runs >= 2
         assert queue.tag_concurrency_limits == [
-            {"key": GROUP_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+            {"key": GROUP_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+            {"key": TAG_BUILD, "limit": 1},
         ]
         assert not instance.telemetry_enabled
         assert instance.get_settings("python_logs")["managed_python_loggers"] == ["pipelines"]

@@ -258,22 +258,32 @@ class CaptureCalendar:
 
 @dataclass(frozen=True)
 class CaptureCursor:
-    """The last attempt the sensor requested: the day and the attempt's number."""
+    """The last attempt the sensor requested: the day and the attempt's number, and (when a
+    day's fetch is split into shards) the last attempt whose tables and views were built."""
 
     day: date
     attempt: int
+    built: int = 0
 
     def to_json(self) -> str:
-        return json.dumps({"day": self.day.isoformat(), "attempt": self.attempt})
+        return json.dumps(
+            {"day": self.day.isoformat(), "attempt": self.attempt, "built": self.built}
+        )
 
     @classmethod
     def from_json(cls, text: str | None) -> CaptureCursor | None:
         """The cursor, or None for none or one an older version wrote."""
         try:
             data = json.loads(text or "")
-            return cls(date.fromisoformat(data["day"]), int(data["attempt"]))
+            return cls(
+                date.fromisoformat(data["day"]), int(data["attempt"]), int(data.get("built", 0))
+            )
         except (ValueError, TypeError, KeyError):
             return None
+
+    def build_due(self, today: date, *, run_in_flight: bool) -> bool:
+        """Sharded fetch runs of an attempt have all ended and its day is not built yet."""
+        return self.day == today and self.attempt > self.built and not run_in_flight
 
 
 @dataclass(frozen=True)
@@ -359,7 +369,7 @@ def decide(
         attempt,
         f"Attempt {number} for {today} (due {attempt.due_at:%H:%M:%S}): fetching "
         f"{', '.join(missing)}.",
-        CaptureCursor(today, number),
+        CaptureCursor(today, number, cursor.built if cursor and cursor.day == today else 0),
     )
 
 
