@@ -14,13 +14,13 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from pipelines.balance.files import atomic_path, locked
+from pipelines.balance.files import atomic_path, atomic_paths, locked
 
 if TYPE_CHECKING:
     import duckdb
@@ -80,6 +80,13 @@ class Storage(ABC):
     ) -> contextlib.AbstractContextManager[Path]:
         """A local temporary file to write `key` into; when the block ends without an error it
         becomes `key` in one step, as with `write_bytes`, and otherwise nothing changes."""
+
+    @contextlib.contextmanager
+    def staged_many(self, keys: Sequence[str]) -> Iterator[list[Path]]:
+        """`staged` for many keys: local temporary files that become their keys when the block
+        ends without an error (each whole, as with `write_bytes`); otherwise nothing changes."""
+        with contextlib.ExitStack() as stack:
+            yield [stack.enter_context(self.staged(key)) for key in keys]
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -158,6 +165,12 @@ class LocalStorage(Storage):
             yield tmp
             if not private:
                 tmp.chmod(0o644)
+
+    @contextlib.contextmanager
+    def staged_many(self, keys: Sequence[str]) -> Iterator[list[Path]]:
+        # a rebuild writes thousands of files: one sync of the disk for all, not two per file
+        with atomic_paths([self.location(key) for key in keys]) as temps:
+            yield temps
 
     def exists(self, key: str) -> bool:
         return self.location(key).exists()

@@ -122,6 +122,22 @@ def test_a_failed_staged_write_leaves_the_previous_file(storage: Storage) -> Non
     assert list(storage.files("parquet")) == ["parquet/t/data.parquet"]
 
 
+def test_many_staged_files_land_together_or_not_at_all(storage: Storage) -> None:
+    keys = [f"parquet/t/snapshot_date=2026-01-0{n}/data.parquet" for n in range(1, 4)]
+    storage.write_bytes(keys[0], b"previous")
+    with pytest.raises(RuntimeError), storage.staged_many(keys) as temps:
+        for n, tmp in enumerate(temps):
+            tmp.write_bytes(b"new %d" % n)
+        raise RuntimeError("boom")
+    assert list(storage.files("parquet")) == [keys[0]]
+    assert storage.read_bytes(keys[0]) == b"previous"
+    with storage.staged_many(keys) as temps:
+        for n, tmp in enumerate(temps):
+            tmp.write_bytes(b"new %d" % n)
+    assert [storage.read_bytes(key) for key in keys] == [b"new 0", b"new 1", b"new 2"]
+    assert sorted(storage.files("parquet")) == keys  # no temporary file left behind
+
+
 KILLED_WRITER = textwrap.dedent(
     """
     import os, sys, time

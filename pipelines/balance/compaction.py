@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -107,15 +108,26 @@ class CompactedMonths:
             return False
         return recorded is not None and recorded.decode() == self._fingerprint(days)
 
-    def compact(self, table: str, month: date, days: dict[date, Fingerprint]) -> Location:
+    def compact(
+        self,
+        table: str,
+        month: date,
+        days: dict[date, Fingerprint],
+        fresh: Mapping[tuple[str, date], tuple[Fingerprint, pa.Table]] | None = None,
+    ) -> Location:
         """Write the month's daily files as one file sorted by day and account.
 
         The fingerprints come from before reading, so a day rewritten meanwhile makes the new
-        file stale (and unused) rather than wrong.
+        file stale (and unused) rather than wrong. A day in `fresh` (the table a run just wrote,
+        with its file's fingerprint then) is taken from memory while its file is unchanged.
         """
         parts = []
-        for day in days:
-            data = self.daily.read(table, day)
+        for day, fingerprint in days.items():
+            written = (fresh or {}).get((table, day))
+            if written is not None and written[0] == fingerprint:
+                data = written[1]
+            else:
+                data = self.daily.read(table, day)
             if not data.schema.equals(schema.TABLES[table]):
                 raise ValueError(f"{self.daily.path(table, day)}: not the declared {table} schema")
             dates = arrays.dates([day] * data.num_rows)
@@ -126,9 +138,14 @@ class CompactedMonths:
             pq.write_table(merged, tmp, compression=COMPRESSION)
         return self.path(table, month)
 
-    def refresh(self, today: date) -> list[Location]:
+    def refresh(
+        self,
+        today: date,
+        fresh: Mapping[tuple[str, date], tuple[Fingerprint, pa.Table]] | None = None,
+    ) -> list[Location]:
         """Compact every closed month (before today's) whose compacted file is missing or stale,
-        and remove compacted files of months that no longer have daily files.
+        and remove compacted files of months that no longer have daily files (`fresh`: tables
+        just written, read from memory instead of their files; see `compact`).
 
         Costs one listing of each table's daily and compacted files, and one footer read per
         compacted month, when nothing changed; a month at a time is read.
@@ -143,7 +160,7 @@ class CompactedMonths:
                         table, month, days, compacted
                     ):
                         try:
-                            written.append(self.compact(table, month, days))
+                            written.append(self.compact(table, month, days, fresh))
                         except OSError as error:
                             # in object storage, a day rewritten while we read it: as on a
                             # local disk, the month stays read by day until the next run

@@ -25,6 +25,9 @@ from pipelines.balance.landing import RawLanding, Snapshot, SnapshotError, read_
 from pipelines.balance.tables import ParquetTables
 from pipelines.storage import DataRoot, Location, Storage, open_root
 
+#: Days flattened and checked together in a rebuild (their answers' JSON held at once).
+BATCH_DAYS = 31
+
 
 @dataclass
 class TidyResult:
@@ -169,10 +172,11 @@ class Batch:
     troubled: set[date]
 
 
-def _batch(landing: RawLanding, days: list[date]) -> Batch:
+def _batch(latest: dict[date, list[Location]], days: list[date]) -> Batch:
+    """The days' newest answers (`latest`, by day) flattened and checked together."""
     snapshots, troubled = [], set()
     for day in days:
-        for path in landing.latest_files(day):
+        for path in latest[day]:
             try:
                 snapshots.append(read_snapshot(path))
             except SnapshotError:
@@ -218,7 +222,8 @@ def build_days(data_root: DataRoot | Storage, days: list[date]) -> TidyResult:
     """
     storage = open_root(data_root)
     landing, store = RawLanding(storage), ParquetTables(storage)
-    missing = [day for day in days if not landing.latest_files(day)]
+    latest = {day: landing.latest_files(day) for day in days}
+    missing = [day for day in days if not latest[day]]
     if missing:
         raise MissingRawError(
             f"No raw balance landed for {', '.join(map(str, missing))}: nothing to rebuild "
@@ -238,27 +243,32 @@ def build_days(data_root: DataRoot | Storage, days: list[date]) -> TidyResult:
     with contextlib.ExitStack() as stack:
         for day in result.days:  # in date order, so two runs never wait on each other in a cycle
             stack.enter_context(storage.lock(f"tidy-{day}"))
-        existing = {name: [store.path(name, d) for d in result.days] for name in schema.TABLES}
-        batch = _batch(landing, result.days)
-        late = merge(checks.run(batch.snapshots, batch.tables, existing=existing))
-        batch_days = [d for d in result.days if d not in batch.troubled]
-        split = {
-            name: _by_day(_without(table, late), batch_days) for name, table in batch.tables.items()
-        }
-        written = {day: {name: split[name][day] for name in split} for day in batch_days}
-        for key in late:
-            result.withheld.setdefault(" ".join(map(str, key)), "duplicate rows")
-        for day in sorted(batch.troubled):
-            built = day_tables(landing, day)
-            late = merge(
-                checks.run(built.snapshots, built.tables, withheld=built.withheld),
-                prefix=f"{day}: ",
-            )
-            written[day] = {name: _without(t, late) for name, t in built.tables.items()}
-            for held in built.withheld:
-                result.withheld.setdefault(f"{day} {held.account_id}", held.reason)
+        written: dict[date, dict[str, pa.Table]] = {}
+        # a month of days at a time: the answers' JSON is let go once its tables are built
+        for start in range(0, len(result.days), BATCH_DAYS):
+            chunk = result.days[start : start + BATCH_DAYS]
+            existing = {name: [store.path(name, d) for d in chunk] for name in schema.TABLES}
+            batch = _batch(latest, chunk)
+            late = merge(checks.run(batch.snapshots, batch.tables, existing=existing))
+            batch_days = [d for d in chunk if d not in batch.troubled]
+            split = {
+                name: _by_day(_without(table, late), batch_days)
+                for name, table in batch.tables.items()
+            }
+            written |= {day: {name: split[name][day] for name in split} for day in batch_days}
             for key in late:
-                result.withheld.setdefault(f"{day} {key[-1]}", "duplicate rows")
+                result.withheld.setdefault(" ".join(map(str, key)), "duplicate rows")
+            for day in sorted(batch.troubled):
+                built = day_tables(landing, day)
+                late = merge(
+                    checks.run(built.snapshots, built.tables, withheld=built.withheld),
+                    prefix=f"{day}: ",
+                )
+                written[day] = {name: _without(t, late) for name, t in built.tables.items()}
+                for held in built.withheld:
+                    result.withheld.setdefault(f"{day} {held.account_id}", held.reason)
+                for key in late:
+                    result.withheld.setdefault(f"{day} {key[-1]}", "duplicate rows")
         for day in result.days:
             tables = written[day]
             result.accounts.update(tables["account_summary"]["account_id"].to_pylist())
@@ -267,9 +277,17 @@ def build_days(data_root: DataRoot | Storage, days: list[date]) -> TidyResult:
         result.outcomes = list(merged.values())
         if result.blocked:
             return result
-        for day in result.days:
-            for name, table in written[day].items():
-                result.written.setdefault(name, []).append(store.write(name, day, table))
+        files = {(name, day): written[day][name] for day in result.days for name in written[day]}
+        for (name, _), location in zip(files, store.write_many(files), strict=True):
+            result.written.setdefault(name, []).append(location)
+        # what was written, as its files are now (under the locks): compaction reads these
+        # from memory, unless another run rewrites a day first
+        fresh = {
+            (name, day): (fingerprint, files[(name, day)])
+            for name in schema.TABLES
+            for day, fingerprint in store.fingerprints(name).items()
+            if (name, day) in files
+        }
     # after the day locks: a closed month that changed (or just closed) becomes one file again
-    result.compacted = CompactedMonths(storage).refresh(today_in_seoul())
+    result.compacted = CompactedMonths(storage).refresh(today_in_seoul(), fresh)
     return result
