@@ -10,12 +10,14 @@ Environment variables (all optional):
 
   BENCH_QUICK=1               smaller sizes everywhere (defaults in brackets below are
                               "full / quick"); the table says which sizes were used
-  BENCH_ONLY=a,b              run only these modules (fetch, keys, cli, scale, flatten,
-                              rebuild, queries)
+  BENCH_ONLY=a,b              run only these modules (fetch, keys, cli, scale, roots,
+                              flatten, rebuild, queries)
   BENCH_KEYS_RUNS             runs of each many-keys measurement [3 / 1]
   BENCH_KEYS_MANY             keys of the largest many-keys measurement [50 / 20]
   BENCH_SCALE_KEYS            app keys × 40 accounts of the one-day-at-scale run [25 / 5]
   BENCH_SCALE_RUNS            measured runs after the warm-up [2 / 1]
+  BENCH_ROOTS_RUNS            one-day runs per data root after the warm-up [3 / 2]
+  BENCH_ROOTS_DAYS            days of 20 accounts' history for the local vs s3:// queries [365 / 60]
   BENCH_CLI_RUNS              measured runs after the warm-up, per command [3 / 2]
   BENCH_CLI_HISTORY_DAYS      days of 100 accounts' history under the one-day run [1826 / 365]
   BENCH_FLATTEN_SNAPSHOTS     snapshots flattened per run [2000 / 500]
@@ -47,6 +49,7 @@ from bench import (
     materialize_cli,
     rebuild_history,
     report_queries,
+    storage_roots,
 )
 
 HEADER = ["measurement", "median of 3", "floor", "ratio", "EGW00201 refusals"]
@@ -95,6 +98,13 @@ SECTIONS: list[tuple[str, str, str, Callable[[], list[list[str]]]]] = [
         "fetched side by side from the simulator in its own process, against the same run for "
         "one account. See bench/day_at_scale.py.",
         day_at_scale.rows,
+    ),
+    (
+        "roots",
+        "A local data root against an s3:// one",
+        "The same one-day run and reporting queries on a local data root and on an s3:// root "
+        "(moto's S3 server on loopback). See bench/storage_roots.py.",
+        storage_roots.rows,
     ),
     (
         "flatten",

@@ -68,7 +68,11 @@ def test_one_partitioning_of_capture_days_in_seoul_with_todays_partition() -> No
 def test_the_capture_sensor_is_on_by_default_and_replaces_the_schedule() -> None:
     sensor = defs.resolve_sensor_def("balance_capture")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.job_name == "daily_balance"
+    assert sorted(job.name for job in sensor.jobs) == [
+        "build_day",
+        "capture_fetch",
+        "daily_balance",
+    ]
     assert sensor.required_resource_keys == {"kis"}
     assert not list(defs.schedules or []), "a schedule beside the sensor would fetch twice"
     assert sensor.minimum_interval_seconds == tick_interval(CaptureSettings()) == 60
