@@ -17,7 +17,6 @@ import dagster as dg
 from pipelines.balance import warehouse
 from pipelines.balance.capture import CaptureSettings
 from pipelines.balance.fetch import today_in_seoul
-from pipelines.definitions import resources
 from pipelines.settings import REPO_ROOT, Settings, capture_from_env
 
 HISTORY_DAYS = 30
@@ -48,6 +47,7 @@ def main() -> int:
     os.environ["KIS_HISTORY_START"] = days[0].isoformat()
     from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
     from assets.resources import KisConfig
+    from pipelines.definitions import resources
 
     if configured.is_simulated:
         data_root, warehouse_file = configured.data_root, configured.warehouse
