@@ -92,6 +92,7 @@ def baseline_connection(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute(warehouse.PERCENT_MACRO)
     con.execute(warehouse._category_labels_sql())
+    warehouse._create_capture_tables(con, None)  # missed_captures reads them
     for name, path in files.items():
         columns = ", ".join([schema.PARTITION_COLUMN, *schema.TABLES[name].names])
         base = f"SELECT {columns} FROM read_parquet('{path}')"

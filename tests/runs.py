@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 
 from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
 from pipelines.definitions import resources
+
+REPO = Path(__file__).resolve().parent.parent
 
 ASSETS = [kis_balance_raw, balance_tables, warehouse_views, portfolio_report]
 
@@ -51,3 +58,38 @@ def failure(result: dg.ExecuteInProcessResult) -> tuple[str, dict]:
     data = event.step_failure_data.user_failure_data
     assert data is not None
     return data.description or "", {k: v.value for k, v in data.metadata.items()}
+
+
+#: One whole-day run in a process of its own (its own in-memory Dagster instance).
+ONE_RUN = (
+    "import sys; from datetime import date; from tests.runs import failure_text, materialize; "
+    "result = materialize(date.fromisoformat(sys.argv[1])); "
+    "sys.exit(0 if result.success else 'FAILED: ' + failure_text(result))"
+)
+
+
+def two_runs_at_once(day: str, env: dict[str, str]) -> None:
+    """Two processes materializing the same day at the same time; both must succeed."""
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ONE_RUN, day],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [e[-2000:] for e in errors]
+
+
+def kill_while_writing(script: str, *args: str) -> None:
+    """Run `script`, and SIGKILL it once it prints "writing" (in the middle of a write)."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script, *args], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=10)

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -32,6 +29,7 @@ from pipelines.storage import (
     parse_root,
 )
 from tests import objectstore
+from tests.runs import kill_while_writing
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -155,15 +153,7 @@ KILLED_WRITER = textwrap.dedent(
 
 def test_a_writer_killed_mid_write_leaves_the_previous_file(storage: Storage) -> None:
     storage.write_bytes("parquet/t/data.parquet", b"previous, whole")
-    writer = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, root_text(storage)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait(timeout=10)
+    kill_while_writing(KILLED_WRITER, root_text(storage))
     assert storage.read_bytes("parquet/t/data.parquet") == b"previous, whole"
     assert list(storage.files("parquet")) == ["parquet/t/data.parquet"]
 

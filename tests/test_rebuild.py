@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +18,7 @@ from pipelines.balance.fetch import today_in_seoul
 from pipelines.balance.tables import ParquetTables
 from pipelines.kis.faults import FaultPlan
 from pipelines.kis.simulator import Simulator
-from tests.runs import failure_text
+from tests.runs import failure_text, kill_while_writing, two_runs_at_once
 from tests.runs import materialize as run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,24 +174,10 @@ def test_a_run_killed_mid_write_leaves_the_previous_file(isolated_env: Path) -> 
     assert run([today]).success
     path = ParquetTables(isolated_env).path("asset_categories", today)
     before = path.read_bytes()
-    writer = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, str(isolated_env), str(path), today.isoformat()],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait(timeout=10)
+    kill_while_writing(KILLED_WRITER, str(isolated_env), str(path), today.isoformat())
     assert path.read_bytes() == before
     with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM asset_categories").fetchone() == (37,)
-
-
-ONE_RUN = (
-    "import sys; from datetime import date; from tests.runs import materialize; "
-    "sys.exit(0 if materialize(date.fromisoformat(sys.argv[1])).success else 1)"
-)
 
 
 def test_two_runs_of_one_partition_at_once_leave_one_consistent_snapshot(
@@ -202,19 +185,7 @@ def test_two_runs_of_one_partition_at_once_leave_one_consistent_snapshot(
 ) -> None:
     env = {**os.environ, "KIS_ENV": "sim", "KIS_BASE_URL": simulator.base_url}
     today = today_in_seoul().isoformat()
-    runs = [  # two processes, each with its own in-memory Dagster instance
-        subprocess.Popen(
-            [sys.executable, "-c", ONE_RUN, today],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    errors = [run.communicate(timeout=300)[1] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], [e[-2000:] for e in errors]
+    two_runs_at_once(today, env)
     with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
         pairs = con.sql(
             "SELECT DISTINCT c.account_id, c.fetched_at = s.fetched_at FROM asset_categories c "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -34,7 +33,7 @@ from pipelines.kis.simulated_portfolio import balance_body
 from pipelines.settings import Settings
 from pipelines.storage import ObjectStorage, open_root
 from tests import objectstore
-from tests.runs import failure_text, materialize
+from tests.runs import failure_text, kill_while_writing, materialize, two_runs_at_once
 
 REPO = Path(__file__).resolve().parent.parent
 #: Views compared between the roots: every column but fetched_at (when the simulator answered).
@@ -299,25 +298,10 @@ def test_a_run_killed_mid_write_leaves_the_previous_object(s3_root: str) -> None
     settings = Settings.from_env()
     path = ParquetTables(settings.data_root).path("asset_categories", today)
     before = path.read_bytes()
-    writer = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, today.isoformat()],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait(timeout=10)
+    kill_while_writing(KILLED_WRITER, today.isoformat())
     assert path.read_bytes() == before
     with warehouse.connect(settings.data_root, settings.warehouse) as con:
         assert con.sql("SELECT count(*) FROM asset_categories").fetchone() == (37,)
-
-
-ONE_RUN = (
-    "import sys; from datetime import date; from tests.runs import failure_text, materialize; "
-    "result = materialize(date.fromisoformat(sys.argv[1])); "
-    "sys.exit(0 if result.success else 'FAILED: ' + failure_text(result))"
-)
 
 
 def test_two_runs_of_one_day_on_one_machine_leave_one_consistent_snapshot(
@@ -327,19 +311,7 @@ def test_two_runs_of_one_day_on_one_machine_leave_one_consistent_snapshot(
     machines that is Dagster's run concurrency (README, "Data in object storage")."""
     env = {**os.environ, "KIS_ENV": "sim", "KIS_BASE_URL": simulator.base_url}
     today = today_in_seoul().isoformat()
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", ONE_RUN, today],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    errors = [run.communicate(timeout=300)[1] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], [e[-2000:] for e in errors]
+    two_runs_at_once(today, env)
     settings = Settings.from_env()
     with warehouse.connect(settings.data_root, settings.warehouse) as con:
         pairs = con.sql(
