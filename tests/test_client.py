@@ -296,6 +296,21 @@ def test_token_is_issued_once_and_shared_through_the_cache_directory(
     assert simulator.requests["balance"] == 4
 
 
+def test_a_client_keeps_its_token_without_reading_the_cache_file_again(
+    simulator: Simulator, token_cache: TokenCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(simulator.base_url, token_cache)
+    client.inquire_account_balance(STANDARD)
+    reads = []
+    original = TokenCache.load
+    monkeypatch.setattr(
+        TokenCache, "load", lambda self, *a, **k: reads.append(a) or original(self, *a, **k)
+    )
+    for _ in range(3):
+        client.inquire_account_balance(PRODUCT21)
+    assert reads == [] and simulator.requests["token_issued"] == 1
+
+
 def test_token_is_cached_per_server(simulator: Simulator, token_cache: TokenCache) -> None:
     make_client(simulator.base_url, token_cache).inquire_account_balance(STANDARD)
     with Simulator() as other:

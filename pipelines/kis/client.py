@@ -121,6 +121,8 @@ class KisClient:
         self.session = session or requests.Session()
         #: What happened on the way: retries by cause, tokens issued, throttle waits.
         self.events: Counter[str] = Counter()
+        #: The token this client last used: reused without reading the cache file again.
+        self._token: Token | None = None
 
     # -- tokens ---------------------------------------------------------------------------
     def access_token(self) -> str:
@@ -129,13 +131,18 @@ class KisClient:
         The cache is locked while issuing, so runs that start together issue one token.
         """
         key = (self.server_id, self.credentials.app_key)
-        cached = self.token_cache.load(*key, now=self.clock())
+        now = self.clock()
+        if self._token is not None and self._token.usable_at(now, self.token_cache.margin):
+            return self._token.access_token
+        cached = self.token_cache.load(*key, now=now)
         if cached:
+            self._token = cached
             return cached.access_token
         with self.token_cache.locked(*key):
             for waits in range(3):
                 cached = self.token_cache.load(*key, now=self.clock())  # another run may have won
                 if cached:
+                    self._token = cached
                     return cached.access_token
                 try:
                     token = self._issue_token()
@@ -151,6 +158,7 @@ class KisClient:
                     self.sleep(self.token_throttle_wait)
                     continue
                 self.token_cache.save(*key, token)
+                self._token = token
                 return token.access_token
         raise AssertionError("unreachable")
 
@@ -234,6 +242,7 @@ class KisClient:
                     raise
                 log.warning("%s: token expired or revoked (EGW00123); issuing a new one", what)
                 self.events["token_renewals"] += 1
+                self._token = None
                 self.token_cache.discard(self.server_id, self.credentials.app_key)
         raise AssertionError("unreachable")
 
