@@ -139,8 +139,9 @@ def attempt_requests(settings: Settings, attempt: capture.Attempt) -> list[dg.Ru
     capture_fetch run per shard of app keys that has accounts missing."""
     day = attempt.day.isoformat()
     shards: dict[int | None, list[str]] = {}
+    shard_of = settings.shards_by_account()
     for account in attempt.accounts:
-        shard = settings.shard_of(Account.parse(account)) if settings.shards > 1 else None
+        shard = shard_of[Account.parse(account)] if settings.shards > 1 else None
         shards.setdefault(shard, []).append(account)
     requests = []
     for shard, accounts in sorted(shards.items(), key=lambda item: item[0] or 0):

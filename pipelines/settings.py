@@ -103,13 +103,14 @@ class Settings:
             groups.setdefault(credentials.app_key, (credentials, []))[1].append(account)
         return [(credentials, tuple(accounts)) for credentials, accounts in groups.values()]
 
-    def shard_of(self, account: Account) -> int:
-        """The shard of an account: its app key's place in configuration order, modulo
-        `shards`, so every account of one key is fetched by the same run."""
-        keys = [credentials.app_key for credentials, _ in self.key_groups()]
-        return keys.index(self.account_credentials.get(account, self.credentials).app_key) % (
-            self.shards
-        )
+    def shards_by_account(self) -> dict[Account, int]:
+        """Each account's shard: its app key's place in configuration order, modulo `shards`,
+        so every account of one key is fetched by the same run."""
+        return {
+            account: number % self.shards
+            for number, (_, accounts) in enumerate(self.key_groups())
+            for account in accounts
+        }
 
     def in_shard(self, index: int) -> Settings:
         """These settings with only the accounts of one shard."""
@@ -117,8 +118,9 @@ class Settings:
             raise SettingsError(
                 f"shard {index}: KIS_SHARDS={self.shards} has shards 0 to {self.shards - 1}"
             )
+        shards = self.shards_by_account()
         return dataclasses.replace(
-            self, accounts=tuple(a for a in self.accounts if self.shard_of(a) == index)
+            self, accounts=tuple(a for a in self.accounts if shards[a] == index)
         )
 
     @classmethod

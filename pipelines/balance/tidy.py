@@ -261,7 +261,12 @@ def build_days(data_root: DataRoot | Storage, days: list[date]) -> TidyResult:
             for day in sorted(batch.troubled):
                 built = day_tables(landing, day)
                 late = merge(
-                    checks.run(built.snapshots, built.tables, withheld=built.withheld),
+                    checks.run(
+                        built.snapshots,
+                        built.tables,
+                        withheld=built.withheld,
+                        existing={name: [store.path(name, day)] for name in schema.TABLES},
+                    ),
                     prefix=f"{day}: ",
                 )
                 written[day] = {name: _without(t, late) for name, t in built.tables.items()}
