@@ -27,7 +27,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	@touch $@
 
 demo: setup ## a month of simulated history, today's partition, and a query of the result
-	$(BIN)/python -m pipelines.demo
+	$(BIN)/python -m pipelines.commands.demo
 
 run: setup ## materialize today's partition with your .env / KIS_* settings
 	$(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
@@ -38,10 +38,10 @@ ui: setup ## the Dagster UI on http://127.0.0.1:3000 (dg dev, capture sensor inc
 # e.g. make service SERVICE_ARGS="--port 3001 --dagster-home /srv/kis/dagster"
 SERVICE_ARGS ?=
 service: setup ## install systemd user units: dagster-daemon and dagster-webserver (README)
-	$(BIN)/python -m pipelines.service $(SERVICE_ARGS)
+	$(BIN)/python -m pipelines.commands.service $(SERVICE_ARGS)
 
 sql: setup ## a DuckDB shell on the warehouse, read-only (S3 access set up for an s3:// root)
-	$(BIN)/python -m pipelines.sql
+	$(BIN)/python -m pipelines.commands.sql
 
 browser: ## Debian's chromium, for the report test (root; CI does this)
 	@command -v chromium >/dev/null || for attempt in 1 2 3; do \
@@ -61,9 +61,10 @@ simulator: setup ## a standalone KIS simulator on http://127.0.0.1:8765
 test: setup ## the test suite (no network beyond loopback)
 	$(BIN)/pytest
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check, and the layers contract (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: setup ## mypy
 	$(BIN)/mypy

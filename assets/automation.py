@@ -3,7 +3,7 @@
 The sensor (on by default) requests a run of today's partition at the window's start and then
 every KIS_CAPTURE_EVERY minutes until every configured account has today's snapshot, fetching
 only the accounts still missing; each tick says in the UI why it did or did not request a run.
-The decisions are pipelines.balance.capture.decide; this module only gathers its inputs.
+The decisions are pipelines.ingest.capture.decide; this module only gathers its inputs.
 
 With KIS_SHARDS > 1 (several workers), an attempt is one `capture_fetch` run per shard of app
 keys, tagged `kis/app_key_group` (the run queue runs one per shard at a time), and once they
@@ -19,8 +19,8 @@ import dagster as dg
 
 from assets.partitions import CAPTURE, FIRST_DAY
 from assets.resources import KisConfig
-from pipelines.balance import capture
-from pipelines.balance.landing import RawLanding
+from pipelines.ingest import capture
+from pipelines.ingest.landing import RawLanding
 from pipelines.kis.protocol import Account
 from pipelines.kis.tokens import SEOUL
 from pipelines.settings import Settings

@@ -15,9 +15,8 @@ import pyarrow as pa
 from assets import io_managers
 from assets.partitions import CAPTURE, daily_partitions, window_freshness
 from assets.resources import KisConfig
-from pipelines.balance import capture, checks, schema, tidy, warehouse
-from pipelines.balance import targets as targets_module
-from pipelines.balance.fetch import (
+from pipelines.ingest import capture
+from pipelines.ingest.fetch import (
     DayAction,
     MissingRawError,
     describe_source,
@@ -25,10 +24,15 @@ from pipelines.balance.fetch import (
     plan_days,
     today_in_seoul,
 )
-from pipelines.balance.landing import RawLanding, SnapshotError
+from pipelines.ingest.landing import RawLanding, SnapshotError
 from pipelines.kis.protocol import KisApiError
+from pipelines.lake import schema
 from pipelines.reporting import day_summary, report
 from pipelines.settings import SettingsError
+from pipelines.tidy import build as tidy
+from pipelines.tidy import checks
+from pipelines.warehouse import targets as targets_module
+from pipelines.warehouse import warehouse
 
 # Single-run backfills are what rebuilding a range needs; Dagster still marks the @asset
 # parameter as beta, which would otherwise print on every load.

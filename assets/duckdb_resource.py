@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from pipelines.storage import open_root, parse_root
+from pipelines.storage.roots import open_root, parse_root
 
 
 class WarehouseDuckDB(DuckDBResource):

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.storage import DataRoot
+from pipelines.storage.roots import DataRoot
 
 #: The resource key the tables' specs name.
 KEY = "parquet_tables"

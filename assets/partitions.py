@@ -10,10 +10,10 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from pipelines.balance import capture
-from pipelines.balance.capture import CaptureSettings
-from pipelines.balance.fetch import today_in_seoul
-from pipelines.balance.landing import RawLanding
+from pipelines.ingest import capture
+from pipelines.ingest.capture import CaptureSettings
+from pipelines.ingest.fetch import today_in_seoul
+from pipelines.ingest.landing import RawLanding
 from pipelines.settings import capture_from_env, data_root_from_env
 
 FORMAT = "%Y-%m-%d"

@@ -14,8 +14,8 @@ from pathlib import Path
 from pipelines.kis.client import Credentials, KisClient
 from pipelines.kis.protocol import Account
 from pipelines.kis.ratelimit import DEFAULT_RATE, RateLimiter
-from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import TokenCache
+from pipelines.simulator.server import Simulator
 
 SERVER_LIMIT = 20.0
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import requests
 
 from bench.common import env_int, median, seconds, verdict
-from pipelines.balance.fetch import fetch_and_land, today_in_seoul
-from pipelines.balance.landing import RawLanding
+from pipelines.ingest.fetch import fetch_and_land, today_in_seoul
+from pipelines.ingest.landing import RawLanding
 from pipelines.kis import protocol
 from pipelines.kis.tokens import TokenCache
 from pipelines.settings import Settings
@@ -40,7 +40,7 @@ class SimulatorProcess:
 
     def __enter__(self) -> str:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.kis.simulator", "--port", "0"],
+            [sys.executable, "-m", "pipelines.simulator.server", "--port", "0"],
             stdout=subprocess.PIPE,
             text=True,
         )

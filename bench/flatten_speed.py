@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import env_int, median, verdict
-from pipelines.balance import flatten
-from pipelines.balance.landing import Snapshot
+from pipelines.ingest.landing import Snapshot
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account
-from pipelines.kis.simulated_portfolio import balance_body
+from pipelines.simulator.portfolio import balance_body
+from pipelines.tidy import flatten
 
 TARGET_RATIO = 20.0
 

@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 from bench.common import env_int, median, seconds, verdict
 from bench.report_queries import write_history
-from pipelines.balance.compaction import CompactedMonths
+from pipelines.lake.compaction import CompactedMonths
 from pipelines.reporting.report import NET_ASSETS_DAYS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,10 +26,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from bench.common import env_int, median, seconds, verdict
-from pipelines.balance.landing import RawLanding
+from pipelines.ingest.landing import RawLanding
 from pipelines.kis.client import BalanceResponse, Page
 from pipelines.kis.protocol import Account
-from pipelines.kis.simulated_portfolio import balance_body
+from pipelines.simulator.portfolio import balance_body
 
 TARGET_SECONDS = 30.0
 TARGET_MB = 400.0
@@ -60,7 +60,9 @@ def land(data_root: Path, day_list: list[date], account_list: list[Account]) -> 
 
 def _work(mode: str, data_root: Path, first: date, count: int) -> None:
     """In the worker process: run the rebuild (or the floor) and print its inner time."""
-    from pipelines.balance import tidy, warehouse  # the same imports in both modes
+    from pipelines.balance import warehouse  # the same imports in both modes
+
+    from pipelines.tidy import build as tidy
 
     day_list = [first + timedelta(days=n) for n in range(count)]
     started = time.perf_counter()

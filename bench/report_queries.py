@@ -1,7 +1,7 @@
 """Reporting queries over years of history × many accounts, against one compacted Parquet file.
 
 Setup (not measured): 100 accounts (product codes 01 and 21 alternating) flattened by
-pipelines.balance.flatten from simulated Snapshots of ONE day; that day's two tables are
+pipelines.tidy.flatten from simulated Snapshots of ONE day; that day's two tables are
 re-used for every one of BENCH_QUERY_DAYS consecutive calendar days (default 1826, 5 years)
 with fetched_at changed to that day, and written with ParquetTables.write (one file per table
 per day, as the pipeline writes them); then CompactedMonths.refresh (every month is closed) and
@@ -35,11 +35,13 @@ import pyarrow.parquet as pq
 
 from bench.common import env_int, median, seconds, verdict
 from bench.flatten_speed import snapshots_for
-from pipelines.balance import compaction, flatten, schema, warehouse
-from pipelines.balance.compaction import CompactedMonths
-from pipelines.balance.tables import ParquetTables
-from pipelines.balance.views import DERIVED_VIEWS
 from pipelines.kis.protocol import Account
+from pipelines.lake import compaction, schema
+from pipelines.lake.compaction import CompactedMonths
+from pipelines.lake.tables import ParquetTables
+from pipelines.tidy import flatten
+from pipelines.warehouse import warehouse
+from pipelines.warehouse.views import DERIVED_VIEWS
 
 TARGET_WARM = 0.100
 TARGET_RATIO = 5.0

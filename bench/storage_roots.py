@@ -19,9 +19,9 @@ from pathlib import Path
 from bench import materialize_cli
 from bench.common import env_int, median, seconds
 from bench.report_queries import FIRST_DAY, write_history
-from pipelines.balance import warehouse
-from pipelines.balance.compaction import CompactedMonths
-from pipelines.storage import parse_root
+from pipelines.lake.compaction import CompactedMonths
+from pipelines.storage.roots import parse_root
+from pipelines.warehouse import warehouse
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "bench",

@@ -22,10 +22,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.balance import schema, warehouse
-from pipelines.balance.tables import ParquetTables
+from pipelines.lake import schema
+from pipelines.lake.tables import ParquetTables
 from pipelines.settings import Settings
-from pipelines.storage import DataRoot, open_input
+from pipelines.storage.roots import DataRoot, open_input
+from pipelines.warehouse import warehouse
 
 #: The dtype of every amount in a DataFrame: exact, as in the Parquet files and the views.
 AMOUNT = pd.ArrowDtype(schema.AMOUNT)

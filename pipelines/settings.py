@@ -37,10 +37,9 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from pipelines.balance import capture
-from pipelines.balance.capture import CaptureSettings, CaptureSpecError
+from pipelines.ingest import capture
+from pipelines.ingest.capture import CaptureSettings, CaptureSpecError
 from pipelines.kis.client import Credentials
-from pipelines.kis.faults import FaultPlan, FaultSpecError
 from pipelines.kis.protocol import (
     PAPER_TRADING_ADVICE,
     REAL_BASE_URL,
@@ -49,7 +48,8 @@ from pipelines.kis.protocol import (
     is_paper_trading_url,
 )
 from pipelines.kis.ratelimit import DEFAULT_RATE
-from pipelines.storage import DataRoot, RootError, open_root, parse_root
+from pipelines.simulator.faults import FaultPlan, FaultSpecError
+from pipelines.storage.roots import DataRoot, RootError, open_root, parse_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = REPO_ROOT / ".env"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import pipelines.settings
-from pipelines.kis import simulator as simulator_module
-from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import TokenCache
+from pipelines.simulator import server as simulator_module
+from pipelines.simulator.server import Simulator
 
 # postgres_server (a throwaway PostgreSQL for the session) and postgres_db (a database per test)
 pytest_plugins = ("tests.postgres",)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.balance import arrays
+from pipelines.lake import arrays
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,13 +82,14 @@ def test_a_days_tables_warehouse_and_report_never_import_pandas(tmp_path: Path) 
 
         import duckdb
 
-        from pipelines.balance import checks, flatten, warehouse
-        from pipelines.balance.compaction import CompactedMonths
-        from pipelines.balance.landing import Snapshot
-        from pipelines.balance.tables import ParquetTables
-        from pipelines.balance.targets import Target
+        from pipelines.tidy import checks, flatten
+        from pipelines.warehouse import warehouse
+        from pipelines.lake.compaction import CompactedMonths
+        from pipelines.ingest.landing import Snapshot
+        from pipelines.lake.tables import ParquetTables
+        from pipelines.warehouse.targets import Target
         from pipelines.kis.protocol import Account
-        from pipelines.kis.simulated_portfolio import balance_body
+        from pipelines.simulator.portfolio import balance_body
         from pipelines.reporting import day_summary, report
 
         root = Path(sys.argv[1])

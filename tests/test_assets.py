@@ -14,12 +14,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.balance.fetch import today_in_seoul
-from pipelines.balance.landing import RawLanding
-from pipelines.balance.tables import ParquetTables
+from pipelines.ingest.fetch import today_in_seoul
+from pipelines.ingest.landing import RawLanding
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account
-from pipelines.kis.simulated_portfolio import balance_body
-from pipelines.kis.simulator import Simulator
+from pipelines.lake.tables import ParquetTables
+from pipelines.simulator.portfolio import balance_body
+from pipelines.simulator.server import Simulator
 from tests.runs import failure_text, materialize
 
 APP_SECRET = "TEST-APP-SECRET-do-not-leak-0123456789"

@@ -14,8 +14,8 @@ import duckdb
 import pytest
 
 from assets.partitions import build_partitions
-from pipelines.balance import capture, warehouse
-from pipelines.balance.capture import (
+from pipelines.ingest import capture
+from pipelines.ingest.capture import (
     CaptureCalendar,
     CaptureCursor,
     CaptureSettings,
@@ -23,9 +23,10 @@ from pipelines.balance.capture import (
     CaptureWindow,
     decide,
 )
-from pipelines.balance.landing import RawLanding
+from pipelines.ingest.landing import RawLanding
 from pipelines.kis.tokens import SEOUL
 from pipelines.settings import Settings, SettingsError
+from pipelines.warehouse import warehouse
 
 WEDNESDAY = date(2026, 11, 25)
 FRIDAY = date(2026, 11, 27)
@@ -372,9 +373,9 @@ def test_the_partitions_follow_the_environment_and_the_data_root(tmp_path: Path)
 
 
 def write_day(data_root: Path, day: date, accounts: tuple[str, ...]) -> None:
-    from pipelines.balance import flatten
-    from pipelines.balance.tables import ParquetTables
     from pipelines.kis.protocol import Account
+    from pipelines.lake.tables import ParquetTables
+    from pipelines.tidy import flatten
     from tests.test_storage import snapshot
 
     snapshots = [snapshot(Account.parse(account), day) for account in accounts]
@@ -392,7 +393,7 @@ def missed(path: Path, before: date) -> list[tuple[str, date]]:
 
 
 def test_missed_captures_lists_closed_capture_days_without_a_snapshot(tmp_path: Path) -> None:
-    from pipelines.balance.fetch import today_in_seoul
+    from pipelines.ingest.fetch import today_in_seoul
 
     today = today_in_seoul()
     first = today - timedelta(days=14)
@@ -425,7 +426,7 @@ def test_missed_captures_lists_closed_capture_days_without_a_snapshot(tmp_path: 
 
 
 def test_today_is_missed_only_once_its_window_has_closed(tmp_path: Path) -> None:
-    from pipelines.balance.fetch import today_in_seoul
+    from pipelines.ingest.fetch import today_in_seoul
 
     today = today_in_seoul()
     every_day = capture.parse_days("mon-sun")
@@ -442,7 +443,7 @@ def test_the_cli_builds_today_and_rebuilds_landed_days_of_the_capture_days(
 ) -> None:
     """`dagster asset materialize --partition D` with the partitions as a user gets them: the
     history starts at the first landed day, and only capture days are partitions."""
-    from pipelines.balance.fetch import today_in_seoul
+    from pipelines.ingest.fetch import today_in_seoul
 
     today = today_in_seoul()
     landed_day = today - timedelta(days=2)
@@ -464,7 +465,7 @@ def test_the_cli_builds_today_and_rebuilds_landed_days_of_the_capture_days(
         )
 
     # a day landed earlier (the simulator answers as of a past day): the history starts there
-    from pipelines.balance.fetch import fetch_and_land
+    from pipelines.ingest.fetch import fetch_and_land
     from pipelines.settings import Settings
 
     report = fetch_and_land(

@@ -21,13 +21,13 @@ from assets.automation import (
     balance_capture,
 )
 from assets.resources import KisConfig
-from pipelines.balance import capture
-from pipelines.balance.fetch import today_in_seoul
-from pipelines.balance.landing import RawLanding
 from pipelines.definitions import defs
-from pipelines.kis.simulator import Simulator
+from pipelines.ingest import capture
+from pipelines.ingest.fetch import today_in_seoul
+from pipelines.ingest.landing import RawLanding
 from pipelines.kis.tokens import SEOUL
 from pipelines.settings import SettingsError
+from pipelines.simulator.server import Simulator
 
 STANDARD, PRODUCT21 = "12345678-01", "12345678-21"
 

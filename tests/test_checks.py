@@ -15,10 +15,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipelines.balance import checks, flatten, layouts, tidy
-from pipelines.balance.landing import Snapshot
+from pipelines.ingest.landing import Snapshot
+from pipelines.kis import layouts
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account
-from pipelines.kis.simulated_portfolio import output1_rows
+from pipelines.simulator.portfolio import output1_rows
+from pipelines.tidy import build as tidy
+from pipelines.tidy import checks, flatten
 
 TODAY = date(2026, 11, 25)
 ANCHORS = ("total", "cash_deposit", "foreign_currency")  # positions output2 or the sum pin down
@@ -134,7 +136,7 @@ def test_a_truncated_output1_is_withheld_or_flagged_as_old(generated: tuple, dat
 
 def test_check_messages_say_account_field_and_by_how_much() -> None:
     account = Account("12345678", "01")
-    from pipelines.kis.simulated_portfolio import balance_body
+    from pipelines.simulator.portfolio import balance_body
 
     body = balance_body(account, TODAY)
     body["output1"][-1]["evlu_amt"] = str(int(body["output1"][-1]["evlu_amt"]) + 7)
@@ -160,7 +162,7 @@ def test_a_changed_schema_on_disk_is_reported(tmp_path: Path, table: str) -> Non
     import pyarrow as pa
 
     account = Account("12345678", "01")
-    from pipelines.kis.simulated_portfolio import balance_body
+    from pipelines.simulator.portfolio import balance_body
 
     snap = snapshot(account, TODAY, balance_body(account, TODAY))
     odd = tmp_path / "odd.parquet"
@@ -198,7 +200,7 @@ AMOUNT_TEXTS = st.one_of(
 def test_the_vectorized_path_agrees_with_the_value_by_value_path(
     values: list[Any], field_name: str
 ) -> None:
-    from pipelines.kis.simulated_portfolio import balance_body
+    from pipelines.simulator.portfolio import balance_body
 
     account = Account("12345678", "01")
     body = balance_body(account, TODAY)

@@ -24,9 +24,9 @@ from pipelines.kis.client import Credentials, KisClient
 from pipelines.kis.protocol import Account, KisApiError, KisError, KisProtocolError
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
-from pipelines.kis.simulated_portfolio import balance_body
-from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import SEOUL, Token, TokenCache
+from pipelines.simulator.portfolio import balance_body
+from pipelines.simulator.server import Simulator
 
 APP_KEY = "PSclientTestAppKey00000000000000000"
 APP_SECRET = "client-test-APP-SECRET-" + "s3cr3t" * 10

@@ -11,10 +11,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.balance import flatten, warehouse
-from pipelines.balance.compaction import SOURCES_KEY, CompactedMonths
-from pipelines.balance.tables import ParquetTables
 from pipelines.kis.protocol import Account
+from pipelines.lake.compaction import SOURCES_KEY, CompactedMonths
+from pipelines.lake.tables import ParquetTables
+from pipelines.tidy import flatten
+from pipelines.warehouse import warehouse
 from tests.test_storage import snapshot
 
 ACCOUNTS = (Account.parse("12345678-01"), Account.parse("12345678-21"))

@@ -7,8 +7,8 @@ from datetime import datetime
 import dagster as dg
 
 from assets.automation import tick_interval
-from pipelines.balance.capture import CaptureSettings
 from pipelines.definitions import defs
+from pipelines.ingest.capture import CaptureSettings
 from pipelines.kis.tokens import SEOUL
 
 
@@ -85,7 +85,7 @@ def test_runs_execute_in_process() -> None:
 
 
 def test_checks_sit_on_the_tables_and_block_where_data_would_be_wrong() -> None:
-    from pipelines.balance import checks
+    from pipelines.tidy import checks
 
     specs = {
         (spec.asset_key.to_user_string(), spec.name): spec
@@ -107,7 +107,7 @@ def test_every_asset_rebuilds_a_range_in_a_single_run() -> None:
 
 
 def test_every_materialization_reports_row_counts(isolated_env: object) -> None:
-    from pipelines.balance.fetch import today_in_seoul
+    from pipelines.ingest.fetch import today_in_seoul
     from tests.runs import materialize
 
     result = materialize(today_in_seoul())

@@ -35,8 +35,8 @@ from dagster_postgres import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from assets.automation import TAG_BUILD, TAG_KEY_GROUP
-from pipelines.balance.fetch import today_in_seoul
 from pipelines.definitions import defs
+from pipelines.ingest.fetch import today_in_seoul
 from tests.postgres import PostgresServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]

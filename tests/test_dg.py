@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.balance.fetch import today_in_seoul
+from pipelines.ingest.fetch import today_in_seoul
 
 REPO = Path(__file__).resolve().parents[1]
 DG = Path(sys.executable).parent / "dg"

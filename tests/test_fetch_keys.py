@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.balance.fetch import fetch_and_land, today_in_seoul
-from pipelines.balance.landing import RawLanding
-from pipelines.kis.faults import FaultPlan
-from pipelines.kis.simulator import Simulator
+from pipelines.ingest.fetch import fetch_and_land, today_in_seoul
+from pipelines.ingest.landing import RawLanding
 from pipelines.kis.tokens import TokenCache
 from pipelines.settings import Settings, SettingsError
+from pipelines.simulator.faults import FaultPlan
+from pipelines.simulator.server import Simulator
 
 KEYS = 3
 ACCOUNTS_PER_KEY = 2

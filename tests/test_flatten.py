@@ -14,12 +14,14 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines.balance import checks, flatten, layouts, schema
-from pipelines.balance.landing import RawLanding, Snapshot, SnapshotError, read_snapshot
-from pipelines.balance.tables import ParquetTables
+from pipelines.ingest.landing import RawLanding, Snapshot, SnapshotError, read_snapshot
+from pipelines.kis import layouts
 from pipelines.kis.client import BalanceResponse, Page
 from pipelines.kis.protocol import BALANCE_TR_ID, OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account
-from pipelines.kis.simulated_portfolio import balance_body
+from pipelines.lake import schema
+from pipelines.lake.tables import ParquetTables
+from pipelines.simulator.portfolio import balance_body
+from pipelines.tidy import checks, flatten
 
 STANDARD = Account.parse("12345678-01")
 PRODUCT21 = Account.parse("12345678-21")

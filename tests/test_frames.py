@@ -27,10 +27,10 @@ from assets import io_managers
 from assets.balance import balance_tables, warehouse_views
 from assets.partitions import daily_partitions
 from pipelines import frames
-from pipelines.balance import schema
-from pipelines.balance.fetch import today_in_seoul
-from pipelines.balance.tables import ParquetTables
 from pipelines.definitions import defs, resources
+from pipelines.ingest.fetch import today_in_seoul
+from pipelines.lake import schema
+from pipelines.lake.tables import ParquetTables
 from tests.runs import failure_text, materialize
 
 REPO = Path(__file__).resolve().parents[1]

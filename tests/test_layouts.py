@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.balance import layouts
-from pipelines.balance.layouts import (
+from pipelines.kis import layouts
+from pipelines.kis.layouts import (
     KNOWN,
     PRODUCT21_17,
     STANDARD_20,

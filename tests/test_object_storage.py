@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.settings import Settings, SettingsError
-from pipelines.storage import (
+from pipelines.storage.roots import (
     LocalStorage,
     ObjectPath,
     ObjectStorage,
@@ -139,7 +139,7 @@ def test_many_staged_files_land_together_or_not_at_all(storage: Storage) -> None
 KILLED_WRITER = textwrap.dedent(
     """
     import os, sys, time
-    from pipelines.storage import open_root, parse_root
+    from pipelines.storage.roots import open_root, parse_root
     storage = open_root(parse_root(sys.argv[1], os.environ))
     with storage.staged("parquet/t/data.parquet") as tmp:
         with open(tmp, "wb") as handle:

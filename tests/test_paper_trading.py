@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.balance.fetch import today_in_seoul
+from pipelines.ingest.fetch import today_in_seoul
 from pipelines.kis import protocol
 from pipelines.kis.client import Credentials, KisClient
 from pipelines.kis.protocol import Account, KisApiError
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
-from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import TokenCache
 from pipelines.settings import Settings, SettingsError
+from pipelines.simulator.server import Simulator
 from tests.runs import failure, materialize
 
 ACCOUNT = Account("12345678", "01")

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.balance.fetch import today_in_seoul
-from pipelines.balance.tables import ParquetTables
-from pipelines.kis.faults import FaultPlan
-from pipelines.kis.simulator import Simulator
+from pipelines.ingest.fetch import today_in_seoul
+from pipelines.lake.tables import ParquetTables
+from pipelines.simulator.faults import FaultPlan
+from pipelines.simulator.server import Simulator
 from tests.runs import failure_text, kill_while_writing, two_runs_at_once
 from tests.runs import materialize as run
 
@@ -154,7 +154,7 @@ KILLED_WRITER = textwrap.dedent(
     from datetime import date
     from pathlib import Path
     import pyarrow.parquet as pq
-    from pipelines.balance.tables import ParquetTables
+    from pipelines.lake.tables import ParquetTables
     table = pq.read_table(sys.argv[2])
     def slow_write(data, where, **kwargs):
         with open(where, "wb") as handle:

@@ -19,16 +19,18 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipelines.balance import checks, flatten, layouts, redaction, tidy
-from pipelines.balance.landing import RawLanding, read_snapshot
-from pipelines.balance.redaction import Amount, RedactionError, fake_cano, redact
-from pipelines.balance.tables import ParquetTables
-from pipelines.kis import protocol
+from pipelines.commands import redact as redaction
+from pipelines.commands.redact import Amount, RedactionError, fake_cano, redact
+from pipelines.ingest.landing import RawLanding, read_snapshot
+from pipelines.kis import layouts, protocol
 from pipelines.kis.client import BalanceResponse, Credentials, KisClient, Page
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account
-from pipelines.kis.simulated_portfolio import balance_body, output1_rows
-from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import TokenCache
+from pipelines.lake.tables import ParquetTables
+from pipelines.simulator.portfolio import balance_body, output1_rows
+from pipelines.simulator.server import Simulator
+from pipelines.tidy import build as tidy
+from pipelines.tidy import checks, flatten
 from tests.test_replay import land_copy
 
 KEY = b"test-redaction-key"

@@ -16,9 +16,11 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipelines.balance import layouts, tidy, warehouse
-from pipelines.balance.landing import RawLanding, read_snapshot
+from pipelines.ingest.landing import RawLanding, read_snapshot
+from pipelines.kis import layouts
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
+from pipelines.tidy import build as tidy
+from pipelines.warehouse import warehouse
 
 REPLAY_DIR = Path(__file__).parent / "replay"
 FILES = sorted(REPLAY_DIR.glob("*.json"))

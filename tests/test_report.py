@@ -28,9 +28,7 @@ import duckdb
 import pytest
 
 import pipelines.settings
-from pipelines.balance import warehouse
-from pipelines.balance.fetch import today_in_seoul
-from pipelines.kis import simulator as simulator_module
+from pipelines.ingest.fetch import today_in_seoul
 from pipelines.reporting import report
 from pipelines.reporting.report import (
     format_krw,
@@ -39,6 +37,8 @@ from pipelines.reporting.report import (
     render_main_chart_svg,
     render_report,
 )
+from pipelines.simulator import server as simulator_module
+from pipelines.warehouse import warehouse
 from tests.runs import failure_text, materialize
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -10,9 +10,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.balance import targets
-from pipelines.balance.fetch import today_in_seoul
 from pipelines.definitions import defs
+from pipelines.ingest.fetch import today_in_seoul
+from pipelines.warehouse import targets
 from tests.runs import materialize
 
 TARGETS = """
@@ -215,7 +215,7 @@ def test_the_ui_gets_a_preview_and_a_plottable_net_asset_number(isolated_env: Pa
 
 def test_the_views_are_fresh_by_the_close_of_each_capture_window() -> None:
     from assets.partitions import window_freshness
-    from pipelines.balance.capture import CaptureSettings, parse_days, parse_window
+    from pipelines.ingest.capture import CaptureSettings, parse_days, parse_window
 
     policy = (
         defs.resolve_assets_def("warehouse_views")

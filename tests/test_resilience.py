@@ -14,17 +14,17 @@ import duckdb
 import pytest
 import requests
 
-from pipelines.balance import layouts
-from pipelines.balance.fetch import today_in_seoul
-from pipelines.balance.landing import RawLanding, read_snapshot
+from pipelines.ingest.fetch import today_in_seoul
+from pipelines.ingest.landing import RawLanding, read_snapshot
+from pipelines.kis import layouts
 from pipelines.kis.client import Credentials, KisClient, KisGatewayError
-from pipelines.kis.faults import FaultPlan, FaultSpecError
 from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
-from pipelines.kis.simulated_portfolio import balance_body
-from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import SEOUL, TokenCache
+from pipelines.simulator.faults import FaultPlan, FaultSpecError
+from pipelines.simulator.portfolio import balance_body
+from pipelines.simulator.server import Simulator
 from tests.runs import failure, materialize
 
 ACCOUNT = Account("12345678", "01")

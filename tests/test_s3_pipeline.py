@@ -22,16 +22,16 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipelines.settings
-from pipelines.balance import warehouse
-from pipelines.balance.compaction import CompactedMonths
-from pipelines.balance.fetch import today_in_seoul
-from pipelines.balance.landing import RawLanding, read_snapshot
-from pipelines.balance.tables import ParquetTables
-from pipelines.kis import simulator as simulator_module
+from pipelines.ingest.fetch import today_in_seoul
+from pipelines.ingest.landing import RawLanding, read_snapshot
 from pipelines.kis.client import BalanceResponse, Page
-from pipelines.kis.simulated_portfolio import balance_body
+from pipelines.lake.compaction import CompactedMonths
+from pipelines.lake.tables import ParquetTables
 from pipelines.settings import Settings
-from pipelines.storage import ObjectStorage, open_root
+from pipelines.simulator import server as simulator_module
+from pipelines.simulator.portfolio import balance_body
+from pipelines.storage.roots import ObjectStorage, open_root
+from pipelines.warehouse import warehouse
 from tests import objectstore
 from tests.runs import failure_text, kill_while_writing, materialize, two_runs_at_once
 
@@ -241,7 +241,7 @@ def test_sql_entry_point_opens_the_warehouse_with_s3_access(
         [
             sys.executable,
             "-m",
-            "pipelines.sql",
+            "pipelines.commands.sql",
             "-c",
             "SELECT count(*) AS snapshots, sum(nass_tot_amt) AS net FROM account_summary",
         ],
@@ -257,7 +257,7 @@ def test_sql_entry_point_opens_the_warehouse_with_s3_access(
     assert str(count) in done.stdout and f"{net}" in done.stdout
     # the same statements through the shell, from a pipe
     shell = subprocess.run(
-        [sys.executable, "-m", "pipelines.sql"],
+        [sys.executable, "-m", "pipelines.commands.sql"],
         cwd=REPO,
         env=env,
         input="SELECT count(DISTINCT snapshot_date)\nAS days FROM account_summary;\n",
@@ -274,7 +274,7 @@ KILLED_WRITER = textwrap.dedent(
     import sys, time
     from datetime import date
     import pyarrow.parquet as pq
-    from pipelines.balance.tables import ParquetTables
+    from pipelines.lake.tables import ParquetTables
     from pipelines.settings import Settings
     tables = ParquetTables(Settings.from_env().data_root)
     day = date.fromisoformat(sys.argv[1])

@@ -22,10 +22,10 @@ import duckdb
 import pytest
 import requests
 
-from pipelines import service
-from pipelines.kis.simulator import Simulator
+from pipelines.commands import service
 from pipelines.kis.tokens import SEOUL
 from pipelines.settings import REPO_ROOT
+from pipelines.simulator.server import Simulator
 
 ACCOUNTS = ("12345678-01", "12345678-21")
 #: Longer than the client's five attempts for the first account (backoff at most 0.5+1+2+4 s),

@@ -23,8 +23,8 @@ import requests
 
 from pipelines.kis import protocol
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
-from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import SEOUL
+from pipelines.simulator.server import Simulator
 
 SPEC_PAGE = Path("/work/shared/spec/inquire-account-balance.md")
 TIMEOUT = (2.0, 10.0)
@@ -541,7 +541,7 @@ def simulator_command() -> list[str]:
     script = Path(sys.executable).parent / "kis-simulator"
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-m", "pipelines.kis.simulator"]
+    return [sys.executable, "-m", "pipelines.simulator.server"]
 
 
 def _read_line_containing(proc: subprocess.Popen[str], needle: str, deadline: float) -> str:

@@ -15,15 +15,17 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from pipelines.balance import flatten, layouts, schema, warehouse
-from pipelines.balance.files import atomic_path
-from pipelines.balance.landing import RawLanding, Snapshot, read_snapshot
-from pipelines.balance.tables import ParquetTables
-from pipelines.kis import protocol
+from pipelines.ingest.landing import RawLanding, Snapshot, read_snapshot
+from pipelines.kis import layouts, protocol
 from pipelines.kis.client import BalanceResponse, Credentials, KisClient, Page
 from pipelines.kis.protocol import Account
-from pipelines.kis.simulated_portfolio import balance_body
 from pipelines.kis.tokens import TokenCache
+from pipelines.lake import schema
+from pipelines.lake.tables import ParquetTables
+from pipelines.simulator.portfolio import balance_body
+from pipelines.storage.files import atomic_path
+from pipelines.tidy import flatten
+from pipelines.warehouse import warehouse
 
 STANDARD = Account.parse("12345678-01")
 PRODUCT21 = Account.parse("12345678-21")

@@ -22,13 +22,13 @@ import pytest
 import assets.automation
 from assets.automation import TAG_BUILD, TAG_KEY_GROUP, balance_capture
 from assets.resources import KisConfig
-from pipelines.balance import warehouse
-from pipelines.balance.fetch import today_in_seoul
+from pipelines.ingest.fetch import today_in_seoul
 from pipelines.kis.protocol import Account
-from pipelines.kis.simulated_portfolio import balance_body
-from pipelines.kis.simulator import Simulator
 from pipelines.kis.tokens import SEOUL
 from pipelines.settings import Settings
+from pipelines.simulator.portfolio import balance_body
+from pipelines.simulator.server import Simulator
+from pipelines.warehouse import warehouse
 from tests.test_deploy import REPO, Deployment, deployment  # noqa: F401 (the fixture)
 
 KEYS = {"WORKER-KEY-0": ("11111111-01", "11111111-21"), "WORKER-KEY-1": ("22222222-01",)}

@@ -1,1 +1,1 @@
-"""The KIS Open API: protocol, HTTP client, token cache and a local simulator."""
+"""The KIS Open API: the wire protocol, output1 layouts, HTTP client, token cache and pacing."""

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pipelines.balance import files
+from pipelines.storage import files
 
 SEOUL = ZoneInfo("Asia/Seoul")
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import duckdb
 
-from pipelines.balance.warehouse import on_day
+from pipelines.warehouse.warehouse import on_day
 
 
 @dataclass

@@ -24,8 +24,8 @@ from typing import Any
 import duckdb
 import jinja2
 
-from pipelines.balance import warehouse
-from pipelines.storage import DataRoot, Location, Storage, open_root
+from pipelines.storage.roots import DataRoot, Location, Storage, open_root
+from pipelines.warehouse import warehouse
 
 #: Korean myriad units, largest first (1경 = 10^16); amounts above 10^20 count in 경.
 UNITS = ((10**16, "경"), (10**12, "조"), (10**8, "억"), (10**4, "만"))

@@ -15,9 +15,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.balance import arrays, layouts, schema
-from pipelines.balance.landing import Snapshot, SnapshotError
+from pipelines.ingest.landing import Snapshot, SnapshotError
+from pipelines.kis import layouts
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
+from pipelines.lake import arrays, schema
 
 _NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 _SCALE = schema.AMOUNT.scale

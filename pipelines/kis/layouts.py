@@ -227,5 +227,5 @@ def resolve(product_code: str, row_count: int, *, account_id: str) -> Layout:
     raise UnknownLayoutError(
         f"account {account_id}: output1 has {row_count} rows for product code {product_code!r}, "
         f"which matches no known layout; known layouts: {known}. The raw answer is kept; "
-        "add the new layout to pipelines/balance/layouts.py and rebuild the day to label it."
+        "add the new layout to pipelines/kis/layouts.py and rebuild the day to label it."
     )

@@ -17,20 +17,21 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
-from pipelines.balance import layouts, schema
-from pipelines.balance.capture import TIME_ZONE, CaptureCalendar
-from pipelines.balance.compaction import CompactedMonths, TableFiles
-from pipelines.balance.files import atomic_path, locked
-from pipelines.balance.tables import ParquetTables
-from pipelines.balance.targets import Target
-from pipelines.balance.views import DERIVED_VIEWS, DRIFT_VIEW, GLOSSARY
-from pipelines.storage import (
+from pipelines.ingest.capture import TIME_ZONE, CaptureCalendar
+from pipelines.kis import layouts
+from pipelines.lake import schema
+from pipelines.lake.compaction import CompactedMonths, TableFiles
+from pipelines.lake.tables import ParquetTables
+from pipelines.storage.files import atomic_path, locked
+from pipelines.storage.roots import (
     WAREHOUSE_FILE,
     DataRoot,
     Storage,
     open_root,
     replaced_while_reading,
 )
+from pipelines.warehouse.targets import Target
+from pipelines.warehouse.views import DERIVED_VIEWS, DRIFT_VIEW, GLOSSARY
 
 FILE_NAME = WAREHOUSE_FILE
 #: Reads of the views tried again when another writer replaced a file they were reading.

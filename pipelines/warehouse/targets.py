@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from pipelines.balance.layouts import ASSET_CLASSES
+from pipelines.kis.layouts import ASSET_CLASSES
 
 CLASSES = sorted(set(ASSET_CLASSES.values()) - {"total"})
 

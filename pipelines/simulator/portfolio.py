@@ -14,7 +14,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from pipelines.balance import layouts
+from pipelines.kis import layouts
 from pipelines.kis.protocol import OUTPUT2_FIELDS, Account
 
 CASH_CODES = frozenset({"cash_deposit", "cash_deposit_cma", "subscription_deposit"})

@@ -1,8 +1,8 @@
 """`make sql`: the warehouse, read-only with access to the data root, as a shell or from Python.
 
-    python -m pipelines.sql                      # a shell (the `duckdb` CLI for a local root)
-    python -m pipelines.sql -c "FROM net_asset_history LIMIT 5"
-    >>> from pipelines.sql import connect; connect().sql("FROM latest_allocation").show()
+    python -m pipelines.commands.sql             # a shell (the `duckdb` CLI for a local root)
+    python -m pipelines.commands.sql -c "FROM net_asset_history LIMIT 5"
+    >>> from pipelines.commands.sql import connect; connect().sql("FROM latest_allocation").show()
 
 For an s3:// data root the views read the store through s3fs registered on the connection, which
 a plain `duckdb` shell cannot do; this module's connection and shell can.
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.balance import warehouse
 from pipelines.settings import Settings, SettingsError
-from pipelines.storage import open_root
+from pipelines.storage.roots import open_root
+from pipelines.warehouse import warehouse
 
 
 def connect(
@@ -80,7 +80,7 @@ def duckdb_cli() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.sql", description=__doc__.split("\n")[0]
+        prog="python -m pipelines.commands.sql", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "-c", "--command", action="append", default=[], help="SQL to run (repeatable)"

@@ -42,8 +42,8 @@ from random import Random
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipelines.balance import landing, layouts
-from pipelines.kis import protocol
+from pipelines.ingest import landing
+from pipelines.kis import layouts, protocol
 from pipelines.kis.protocol import Account
 
 #: Keys that would carry a credential; a landed file never has them, and a copy never will.

@@ -12,19 +12,43 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from pipelines.balance.landing import RawLanding
-from pipelines.kis import ratelimit, simulator
+from pipelines.ingest.landing import RawLanding
+from pipelines.kis import ratelimit
 from pipelines.kis.client import Credentials, KisClient
-from pipelines.kis.protocol import Account, KisError
+from pipelines.kis.protocol import Account, CorporateIdentity, KisError
 from pipelines.kis.tokens import SEOUL, TokenCache
-from pipelines.settings import Settings
-from pipelines.storage import Location
+from pipelines.simulator import server as simulator
+from pipelines.storage.roots import Location
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_SERVER_ID = "kis-simulator:embedded"
+
+
+class FetchSettings(Protocol):
+    """What fetching needs of the configuration (pipelines.settings.Settings has it)."""
+
+    @property
+    def env(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...  # None: the embedded simulator
+    @property
+    def credentials(self) -> Credentials: ...
+    @property
+    def custtype(self) -> str: ...
+    @property
+    def corporate(self) -> CorporateIdentity | None: ...
+    @property
+    def rate_limit(self) -> float: ...
+    @property
+    def keys_in_flight(self) -> int: ...
+    @property
+    def sim_faults(self) -> str: ...
+    @property
+    def is_simulated(self) -> bool: ...
+    def key_groups(self) -> list[tuple[Credentials, tuple[Account, ...]]]: ...
 
 
 class MissingRawError(RuntimeError):
@@ -82,7 +106,7 @@ def plan_days(
 
 
 def open_client(
-    settings: Settings,
+    settings: FetchSettings,
     credentials: Credentials | None = None,
     token_cache: TokenCache | None = None,
 ) -> KisClient:
@@ -107,7 +131,7 @@ def open_client(
     )
 
 
-def describe_source(settings: Settings) -> dict[str, Any]:
+def describe_source(settings: FetchSettings) -> dict[str, Any]:
     """What a landed file and the run's metadata say about where the data came from."""
     server = settings.base_url or "embedded simulator (loopback)"
     return {"env": settings.env, "server": server, "simulated": settings.is_simulated}
@@ -122,7 +146,7 @@ class LandingReport:
 
 
 def fetch_and_land(
-    settings: Settings,
+    settings: FetchSettings,
     landing: RawLanding,
     day: date,
     *,

@@ -20,9 +20,9 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.balance import arrays, schema
-from pipelines.balance.tables import ParquetTables
-from pipelines.storage import (
+from pipelines.lake import arrays, schema
+from pipelines.lake.tables import ParquetTables
+from pipelines.storage.roots import (
     DataRoot,
     Fingerprint,
     Location,

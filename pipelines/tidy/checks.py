@@ -20,10 +20,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.balance import arrays, layouts, schema
-from pipelines.balance.landing import Snapshot
+from pipelines.ingest.landing import Snapshot
+from pipelines.kis import layouts
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
-from pipelines.storage import Location, open_input
+from pipelines.lake import arrays, schema
+from pipelines.storage.roots import Location, open_input
 
 AMOUNTS = tuple(f for f in OUTPUT1_FIELDS if f != "whol_weit_rt")
 WEIGHT_TOLERANCE_PER_ROW = Decimal("0.01")  # each row's weight is rounded to 2 decimals

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from pipelines.balance.landing import RawLanding
+from pipelines.ingest.landing import RawLanding
 from pipelines.kis.tokens import SEOUL
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()

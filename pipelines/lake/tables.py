@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.balance import schema
-from pipelines.storage import DataRoot, Fingerprint, Location, Storage, open_root
+from pipelines.lake import schema
+from pipelines.storage.roots import DataRoot, Fingerprint, Location, Storage, open_root
 
 FILE_NAME = "data.parquet"
 ROOT = "parquet"

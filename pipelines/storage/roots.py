@@ -20,7 +20,7 @@ from datetime import UTC
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from pipelines.balance.files import atomic_path, atomic_paths, locked
+from pipelines.storage.files import atomic_path, atomic_paths, locked
 
 if TYPE_CHECKING:
     import duckdb

@@ -24,10 +24,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pipelines.kis import protocol
-from pipelines.kis.faults import KINDS, Fault, FaultPlan, FaultSpecError
 from pipelines.kis.protocol import Account
-from pipelines.kis.simulated_portfolio import balance_body, foreign_rows_summed, without_ima
 from pipelines.kis.tokens import SEOUL
+from pipelines.simulator.faults import KINDS, Fault, FaultPlan, FaultSpecError
+from pipelines.simulator.portfolio import balance_body, foreign_rows_summed, without_ima
 
 TOKEN_LIFETIME = timedelta(hours=24)
 _SIGNING_KEY = b"kis-simulator: tokens survive restarts, so cached tokens stay valid"

@@ -106,7 +106,9 @@ def init_instance(dagster_home: Path, venv: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.service", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.commands.service", description=__doc__
+    )
     parser.add_argument("--unit-dir", type=Path, default=default_unit_dir())
     parser.add_argument("--dagster-home", type=Path, default=default_dagster_home())
     parser.add_argument("--venv", type=Path, default=Path(sys.prefix))

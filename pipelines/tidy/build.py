@@ -18,12 +18,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.balance import arrays, checks, flatten, layouts, schema
-from pipelines.balance.compaction import CompactedMonths
-from pipelines.balance.fetch import MissingRawError, today_in_seoul
-from pipelines.balance.landing import RawLanding, Snapshot, SnapshotError, read_snapshot
-from pipelines.balance.tables import ParquetTables
-from pipelines.storage import DataRoot, Location, Storage, open_root
+from pipelines.ingest.fetch import MissingRawError, today_in_seoul
+from pipelines.ingest.landing import RawLanding, Snapshot, SnapshotError, read_snapshot
+from pipelines.kis import layouts
+from pipelines.lake import arrays, schema
+from pipelines.lake.compaction import CompactedMonths
+from pipelines.lake.tables import ParquetTables
+from pipelines.storage.roots import DataRoot, Location, Storage, open_root
+from pipelines.tidy import checks, flatten
 
 #: Days flattened and checked together in a rebuild (their answers' JSON held at once).
 BATCH_DAYS = 31

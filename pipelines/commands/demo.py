@@ -14,10 +14,10 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from pipelines.balance import warehouse
-from pipelines.balance.capture import CaptureSettings
-from pipelines.balance.fetch import today_in_seoul
+from pipelines.ingest.capture import CaptureSettings
+from pipelines.ingest.fetch import today_in_seoul
 from pipelines.settings import REPO_ROOT, Settings, capture_from_env
+from pipelines.warehouse import warehouse
 
 HISTORY_DAYS = 30
 DEMO_QUERIES = (

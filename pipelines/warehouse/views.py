@@ -22,7 +22,7 @@ GLOSSARY: dict[str, str] = {
     "snapshot_date": "Day of the snapshot (Asia/Seoul); days without a snapshot have no rows.",
     "account_id": "KIS account number CANO-ACNT_PRDT_CD.",
     "product_code": "ACNT_PRDT_CD, the account product code (21 uses the 17-row layout).",
-    "layout": "Name of the output1 layout that labelled the rows (pipelines/balance/layouts.py).",
+    "layout": "Name of the output1 layout that labelled the rows (pipelines/kis/layouts.py).",
     "category_seq": "1-based position of the row in output1.",
     "category_code": "Stable snake_case name of the category, the same across layouts.",
     "category_ko": "Category label as the KIS spec spells it.",

@@ -16,7 +16,7 @@ from typing import Any
 from pipelines.kis import protocol
 from pipelines.kis.client import BalanceResponse
 from pipelines.kis.protocol import Account
-from pipelines.storage import DataRoot, Location, Storage, open_root
+from pipelines.storage.roots import DataRoot, Location, Storage, open_root
 
 FORMAT = "kis-balance-raw/1"
 

@@ -1,1 +1,0 @@
-"""The balance domain: output1 layouts, table schemas, flattening and storage."""

@@ -1,0 +1,1 @@
+"""Command-line entry points: make demo, sql, service, and kis-redact."""

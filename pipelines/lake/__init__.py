@@ -1,0 +1,1 @@
+"""The Parquet lake: table schemas, daily files, and compacted closed months."""
