@@ -104,6 +104,9 @@ def open_client(
         corporate=settings.corporate,
         server_id=server_id,
         rate_limiter=ratelimit.for_app_key(credentials.app_key, settings.rate_limit),
+        request_deadline=settings.request_deadline,
+        account_budget=settings.account_budget,
+        max_body_bytes=settings.max_body_bytes,
     )
 
 
