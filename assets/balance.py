@@ -29,6 +29,7 @@ from pipelines.balance.landing import RawLanding, SnapshotError
 from pipelines.kis.protocol import KisApiError
 from pipelines.reporting import day_summary, report
 from pipelines.settings import SettingsError
+from pipelines.storage import StoreUnreachableError
 
 # Single-run backfills are what rebuilding a range needs; Dagster still marks the @asset
 # parameter as beta, which would otherwise print on every load.
@@ -41,7 +42,13 @@ RAW = dg.AssetKey("kis_balance_raw")
 
 
 #: Errors whose message already says what is wrong: shown as-is in the UI, without a traceback.
-EXPLAINED_ERRORS = (MissingRawError, SettingsError, SnapshotError, ValueError)
+EXPLAINED_ERRORS = (
+    MissingRawError,
+    SettingsError,
+    SnapshotError,
+    ValueError,
+    StoreUnreachableError,  # names the bucket and key
+)
 
 
 @contextmanager

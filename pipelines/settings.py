@@ -17,7 +17,8 @@ KIS_ACCOUNT_BUDGET seconds one account may take, all its requests and retries (d
 KIS_MAX_BODY_BYTES the largest answer body read, in bytes (default 1048576, 1 MiB).
 KIS_DATA_ROOT      where raw JSON, Parquet and the reports live (default: data/ in the repo):
                    a local directory, or s3://bucket/prefix in S3-compatible object storage
-                   (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+                   (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION;
+                   KIS_S3_CONNECT_TIMEOUT, KIS_S3_READ_TIMEOUT, KIS_S3_ATTEMPTS bound each call).
 KIS_WAREHOUSE      the DuckDB warehouse file, always local (default: warehouse.duckdb in a local
                    data root; for s3:// under $XDG_DATA_HOME/kis-balance-history/s3/...).
 KIS_TARGETS_FILE   optional TOML of target weights per asset class (allocation_drift view).
@@ -53,7 +54,7 @@ from pipelines.kis.protocol import (
     is_paper_trading_url,
 )
 from pipelines.kis.ratelimit import DEFAULT_RATE
-from pipelines.storage import DataRoot, RootError, open_root, parse_root
+from pipelines.storage import DataRoot, RootError, StoreSettingError, open_root, parse_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = REPO_ROOT / ".env"
@@ -239,6 +240,8 @@ def _data_root(values: Mapping[str, str]) -> DataRoot:
     text = values.get("KIS_DATA_ROOT") or str(REPO_ROOT / "data")
     try:
         return parse_root(text, values)
+    except StoreSettingError as error:  # names its own variable
+        raise SettingsError(str(error)) from None
     except RootError as error:
         raise SettingsError(f"KIS_DATA_ROOT={text!r}: {error}") from None
 

@@ -10,7 +10,9 @@ import os
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import duckdb
@@ -24,6 +26,7 @@ from pipelines.storage import (
     ObjectPath,
     ObjectStorage,
     Storage,
+    StoreUnreachableError,
     open_input,
     open_root,
     parse_root,
@@ -310,3 +313,62 @@ def test_local_roots_stay_local_paths(tmp_path: Path, monkeypatch: pytest.Monkey
         root = Settings.from_env({"KIS_DATA_ROOT": text}).data_root
         assert isinstance(root, Path) and root.is_absolute()
         assert isinstance(open_root(root), LocalStorage)
+
+
+# -- a store that does not answer -----------------------------------------------------------
+#: Small limits, so a frozen store fails each call within a second or two.
+FROZEN_LIMITS = {
+    "KIS_S3_CONNECT_TIMEOUT": "0.3",
+    "KIS_S3_READ_TIMEOUT": "0.3",
+    "KIS_S3_ATTEMPTS": "2",
+}
+#: Two tries of 0.3 s and botocore's backoff between them (at most 1 s), with room to spare
+#: on a busy machine (botocore's defaults would wait 60 s per read; aiohttp forever on a PUT).
+FROZEN_CALL_BOUND = 2 * 0.3 + 1.0 + 2.5
+
+
+@pytest.fixture
+def frozen_store(tmp_path: Path) -> Iterator[tuple[ObjectStorage, Any]]:
+    """A root in moto running as a process of its own (which a test can freeze), with small
+    limits; yields the storage and the process."""
+    with objectstore.moto_process() as (endpoint, process):
+        environ = {
+            **objectstore.FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL": endpoint,
+            "XDG_DATA_HOME": str(tmp_path / "share"),
+            **FROZEN_LIMITS,
+        }
+        bucket = objectstore.new_bucket(endpoint)
+        storage = open_root(parse_root(f"s3://{bucket}/history", environ))
+        assert isinstance(storage, ObjectStorage)
+        yield storage, process
+
+
+def test_a_frozen_store_fails_each_call_naming_bucket_and_key_within_its_limits(
+    frozen_store: tuple[ObjectStorage, Any],
+) -> None:
+    storage, process = frozen_store
+    storage.write_bytes("raw/day/a.json", b"{}")
+    calls: list[tuple[str, Callable[[], object], str]] = [
+        ("writing", lambda: storage.write_bytes("raw/day/b.json", b"{}", overwrite=False), "b"),
+        ("reading", lambda: storage.read_bytes("raw/day/a.json"), "a"),
+        ("looking up", lambda: storage.exists("raw/day/a.json"), "a"),
+        ("listing", lambda: storage.files("raw/day"), ""),
+    ]
+    with objectstore.frozen(process):
+        for doing, call, name in calls:
+            started = time.monotonic()
+            with pytest.raises(StoreUnreachableError) as caught:
+                call()
+            took = time.monotonic() - started
+            message = str(caught.value)
+            key = f"raw/day/{name}.json" if name else "raw/day"
+            assert message.startswith(f"s3://{storage.bucket}/history/{key}: {doing} failed")
+            assert "connect 0.3 s, read 0.3 s, 2 attempt(s)" in message
+            assert 0.3 < took < FROZEN_CALL_BOUND, (doing, took)
+            assert not isinstance(caught.value, OSError)  # never taken for a missing file
+    assert storage.read_bytes("raw/day/a.json") == b"{}"  # the store answers again
+    # A write that timed out may still be stored once the store wakes (its request was on the
+    # wire): the same key with the same bytes, which a later conditional write finds there.
+    if storage.exists("raw/day/b.json"):
+        assert storage.read_bytes("raw/day/b.json") == b"{}"

@@ -375,3 +375,33 @@ def test_a_budget_shorter_than_one_requests_deadline_is_refused() -> None:
     assert "KIS_ACCOUNT_BUDGET=20 is less than KIS_REQUEST_DEADLINE=30" in str(caught.value)
     equal = Settings.from_env({**REAL, "KIS_REQUEST_DEADLINE": "20", "KIS_ACCOUNT_BUDGET": "20"})
     assert equal.account_budget == 20
+
+
+def test_object_store_limits_are_read_and_validated_by_name() -> None:
+    from pipelines.storage import ObjectPath
+
+    root = {"KIS_DATA_ROOT": "s3://kis-bucket/history"}
+    default = Settings.from_env(root).data_root
+    assert isinstance(default, ObjectPath)
+    access = default.storage.access
+    assert (access.connect_timeout, access.read_timeout, access.attempts) == (5.0, 30.0, 3)
+    chosen = Settings.from_env(
+        {
+            **root,
+            "KIS_S3_CONNECT_TIMEOUT": "1.5",
+            "KIS_S3_READ_TIMEOUT": "4",
+            "KIS_S3_ATTEMPTS": "2",
+        }
+    ).data_root
+    assert isinstance(chosen, ObjectPath)
+    access = chosen.storage.access
+    assert (access.connect_timeout, access.read_timeout, access.attempts) == (1.5, 4.0, 2)
+    for name, bad in [
+        ("KIS_S3_CONNECT_TIMEOUT", "0"),
+        ("KIS_S3_READ_TIMEOUT", "soon"),
+        ("KIS_S3_ATTEMPTS", "0"),
+        ("KIS_S3_ATTEMPTS", "11"),
+    ]:
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_env({**root, name: bad})
+        assert str(caught.value).startswith(f"{name}={bad!r}: expected")
