@@ -103,7 +103,8 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
         "actions": {str(day): plan.value for day, plan in plans.items()},
         **{f"source_{k}": v for k, v in source.items()},
     }
-    failures, events, landed = {}, Counter[str](), []
+    failures: dict[str, Exception] = {}
+    events, landed, quarantined = Counter[str](), [], {}
     for day, plan in plans.items():
         if plan is DayAction.REBUILD_FROM_RAW:
             context.log.info(f"{day}: {plan.value}")
@@ -122,7 +123,13 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
         landed += [p.parent.name for p in fetched.landed]
         events.update(fetched.events)
         failures.update({f"{day} {account}": error for account, error in fetched.failures.items()})
+        quarantined.update({f"{day} {a}": str(where) for a, where in fetched.quarantined.items()})
     metadata["client_events"] = dict(sorted(events.items()))
+    if quarantined:  # the answers that failed their accounts, for a bug report (kis-redact)
+        metadata["quarantined_answers"] = {
+            key.split(" ", 1)[1] if len(days) == 1 else key: where
+            for key, where in quarantined.items()
+        }
     metadata["landed_accounts"] = sorted(set(landed)) or sorted(
         {p.parent.name for day in days for p in landing.latest_files(day)}
     )

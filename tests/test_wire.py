@@ -411,6 +411,7 @@ def test_the_accounts_behind_a_stalled_one_on_the_same_key_are_fetched(tmp_path:
     assert list(report.failures) == [stalled.id]
     assert "1.5 s budget" in str(report.failures[stalled.id])
     assert [p.parent.name for p in report.landed] == [a.id for a in behind]
+    assert stalled.id in report.quarantined  # what arrived of it is kept
 
 
 # -- (5) every answer a size ----------------------------------------------------------------

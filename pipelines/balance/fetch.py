@@ -1,7 +1,8 @@
 """The fetch step: decide what a day's partition may do, then fetch and land every account.
 
 KIS only ever reports the balance as of now. Today's partition fetches live; a past day is
-rebuilt from what was landed on it; only the simulator can answer for a past day.
+rebuilt from what was landed on it; only the simulator can answer for a past day. An answer
+that fails its account is kept in quarantine.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pipelines.kis.client import Credentials, KisClient
 from pipelines.kis.protocol import Account, KisError
 from pipelines.kis.tokens import SEOUL, TokenCache
 from pipelines.settings import Settings
-from pipelines.storage import Location
+from pipelines.storage import Location, StoreUnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,31 @@ def describe_source(settings: Settings) -> dict[str, Any]:
 class LandingReport:
     landed: list[Location] = field(default_factory=list)
     failures: dict[str, KisError] = field(default_factory=dict)
+    #: By account: where the answer that failed it was kept (raw/quarantine/...).
+    quarantined: dict[str, Location] = field(default_factory=dict)
     #: Retries, token issuances and waits, summed over every client of the run.
     events: Counter[str] = field(default_factory=Counter)
+
+
+def _quarantine(
+    landing: RawLanding,
+    account: Account,
+    day: date,
+    error: KisError,
+    source: dict[str, Any],
+    client: KisClient,
+) -> Location | None:
+    """Keep the answer that failed the account; a failure to keep it is only logged (the
+    account's own error is what the run reports)."""
+    try:
+        where = landing.quarantine(
+            account, day, error, source=source, secrets=client.secret_values()
+        )
+    except (OSError, StoreUnreachableError) as failure:
+        log.error("account %s: its answer could not be kept in quarantine: %s", account, failure)
+        return None
+    log.warning("account %s: the answer that failed it is kept at %s", account, where)
+    return where
 
 
 def fetch_and_land(
@@ -135,8 +159,9 @@ def fetch_and_land(
     """Fetch every account and land each answer as it arrives.
 
     App keys are fetched side by side (at most `settings.keys_in_flight` at once), each paced
-    by its own limiter and token; one key's accounts go one after another. One account's
-    failure is recorded and the others go on: what they land is kept.
+    by its own limiter and token; one key's accounts go one after another, each within its
+    time budget. One account's failure is recorded and the others go on: what they land is
+    kept. An answer that failed its account is kept in quarantine.
     """
     source = describe_source(settings)
     if sim_as_of:
@@ -154,6 +179,10 @@ def fetch_and_land(
             except KisError as error:
                 log.error("%s", error)
                 part.failures[account.id] = error
+                if error.answer is not None:
+                    where = _quarantine(landing, account, day, error, source, client)
+                    if where is not None:
+                        part.quarantined[account.id] = where
                 continue
             part.landed.append(landing.land(response, day, source=source))
         part.events.update(client.events)
@@ -169,5 +198,6 @@ def fetch_and_land(
     for part in parts:  # in configuration order, whatever finished first
         report.landed += part.landed
         report.failures.update(part.failures)
+        report.quarantined.update(part.quarantined)
         report.events.update(part.events)
     return report
