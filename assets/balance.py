@@ -19,9 +19,11 @@ from pipelines.balance import capture, checks, schema, tidy, warehouse
 from pipelines.balance import targets as targets_module
 from pipelines.balance.fetch import (
     DayAction,
+    LandingError,
     MissingRawError,
     describe_source,
     fetch_and_land,
+    land_pending,
     plan_days,
     today_in_seoul,
 )
@@ -47,6 +49,7 @@ EXPLAINED_ERRORS = (
     SettingsError,
     SnapshotError,
     ValueError,
+    LandingError,  # names the account, the file and where its answer was kept
     StoreUnreachableError,  # names the bucket and key
 )
 
@@ -93,6 +96,12 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
     days, today = _days(context), today_in_seoul()
     landing = RawLanding(settings.data_root)
     source = describe_source(settings)
+    kept = land_pending(landing)  # before planning: a kept answer may be a past day's only one
+    if kept:
+        context.log.warning(
+            f"landed {len(kept)} answer(s) an earlier run fetched but could not land: "
+            + ", ".join(str(where) for where in kept)
+        )
     if settings.is_simulated:
         context.log.warning(
             f"Simulator mode: balances come from the KIS simulator ({source['server']}), not "

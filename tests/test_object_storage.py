@@ -20,6 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.balance.fetch import LandingError, fetch_and_land, land_pending, today_in_seoul
+from pipelines.balance.landing import RawLanding
+from pipelines.kis.simulator import Simulator
+from pipelines.kis.tokens import TokenCache
 from pipelines.settings import Settings, SettingsError
 from pipelines.storage import (
     LocalStorage,
@@ -372,3 +376,41 @@ def test_a_frozen_store_fails_each_call_naming_bucket_and_key_within_its_limits(
     # wire): the same key with the same bytes, which a later conditional write finds there.
     if storage.exists("raw/day/b.json"):
         assert storage.read_bytes("raw/day/b.json") == b"{}"
+
+
+def test_a_run_against_a_frozen_store_fails_naming_the_key_and_keeps_the_answer(
+    frozen_store: tuple[ObjectStorage, Any], simulator: Simulator, tmp_path: Path
+) -> None:
+    storage, process = frozen_store
+    environ = {
+        **objectstore.FAKE_CREDENTIALS,
+        "AWS_ENDPOINT_URL": str(storage.access.endpoint_url),
+        "XDG_DATA_HOME": str(tmp_path / "share"),
+        "KIS_ENV": "sim",
+        "KIS_BASE_URL": simulator.base_url,
+        "KIS_ACCOUNTS": "12345678-01,12345678-21",
+        "KIS_DATA_ROOT": storage.url,
+        **FROZEN_LIMITS,
+    }
+    settings = Settings.from_env(environ, env_file=tmp_path / "none.env")
+    landing = RawLanding(settings.data_root)
+    day = today_in_seoul()
+    started = time.monotonic()
+    with objectstore.frozen(process), pytest.raises(LandingError) as caught:
+        fetch_and_land(settings, landing, day, token_cache=TokenCache(tmp_path / "tokens"))
+    took = time.monotonic() - started
+    message = str(caught.value)
+    assert took < 2 * FROZEN_CALL_BOUND + 2, took  # the first refused write stops the run
+    raw_day = f"s3://{storage.bucket}/history/raw/CTRP6548R/snapshot_date={day}/12345678-01/"
+    assert message.startswith(f"account 12345678-01: could not land its answer at {raw_day}")
+    assert "did not answer within its limits" in message
+    kept = Path(message.split("the answer is kept at ")[1].split(" and landed")[0])
+    assert kept.is_file() and kept.stat().st_mode & 0o777 == 0o600
+    answer = kept.read_bytes()
+    # the next run, with the store back, lands the kept answer first (or finds it stored:
+    # the refused PUT may have gone through once the store woke)
+    assert kept.is_relative_to(tmp_path / "state")  # $XDG_STATE_HOME (this test's own)
+    land_pending(landing)
+    key = raw_day.removeprefix(f"s3://{storage.bucket}/history/") + kept.name
+    assert storage.read_bytes(key) == answer
+    assert not kept.exists()

@@ -2,7 +2,8 @@
 
 KIS only ever reports the balance as of now. Today's partition fetches live; a past day is
 rebuilt from what was landed on it; only the simulator can answer for a past day. An answer
-that fails its account is kept in quarantine.
+that fails its account is kept in quarantine; one the data root refuses is kept on this
+machine and landed by the next run.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from pipelines.balance.landing import RawLanding
+from pipelines.balance.landing import PendingAnswers, RawLanding
 from pipelines.kis import ratelimit, simulator
-from pipelines.kis.client import Credentials, KisClient
+from pipelines.kis.client import BalanceResponse, Credentials, KisClient
 from pipelines.kis.protocol import Account, KisError
 from pipelines.kis.tokens import SEOUL, TokenCache
 from pipelines.settings import Settings
@@ -30,6 +31,10 @@ EMBEDDED_SERVER_ID = "kis-simulator:embedded"
 
 class MissingRawError(RuntimeError):
     """A past day was asked for, and nothing was landed on it to rebuild it from."""
+
+
+class LandingError(RuntimeError):
+    """An account's answer was fetched but the data root refused it; says where it was kept."""
 
 
 class DayAction(enum.Enum):
@@ -120,11 +125,18 @@ def describe_source(settings: Settings) -> dict[str, Any]:
 @dataclass
 class LandingReport:
     landed: list[Location] = field(default_factory=list)
-    failures: dict[str, KisError] = field(default_factory=dict)
+    #: By account: the KisError that failed its fetch, or the LandingError that kept its answer
+    #: from the data root.
+    failures: dict[str, KisError | LandingError] = field(default_factory=dict)
     #: By account: where the answer that failed it was kept (raw/quarantine/...).
     quarantined: dict[str, Location] = field(default_factory=dict)
     #: Retries, token issuances and waits, summed over every client of the run.
     events: Counter[str] = field(default_factory=Counter)
+
+
+def land_pending(landing: RawLanding) -> list[Location]:
+    """Land the answers earlier runs fetched but could not land (see PendingAnswers)."""
+    return PendingAnswers(landing.storage).land_all()
 
 
 def _quarantine(
@@ -148,6 +160,32 @@ def _quarantine(
     return where
 
 
+def _land_or_keep(
+    landing: RawLanding, response: BalanceResponse, day: date, source: dict[str, Any]
+) -> Location:
+    """Land the answer; if the data root refuses it (a full disk, a store that does not
+    answer), keep it on this machine for the next run and raise a LandingError naming the
+    account, the file, why, and where the answer is (or that it could not be kept)."""
+    key, data = landing.prepare(response, day, source=source)
+    try:
+        return landing.storage.write_bytes(key, data, overwrite=False)
+    except FileExistsError:
+        raise
+    except (OSError, StoreUnreachableError) as error:
+        refused = f"account {response.account.id}: could not land its answer at "
+        refused += f"{landing.storage.location(key)}: {error}"
+        try:
+            kept = PendingAnswers(landing.storage).keep(key, data)
+        except OSError as also:
+            raise LandingError(
+                f"{refused}; it could not be kept on this machine either ({also}), so it is "
+                "lost: fetch again once there is room"
+            ) from error
+        raise LandingError(
+            f"{refused}; the answer is kept at {kept} and landed by the next run"
+        ) from error
+
+
 def fetch_and_land(
     settings: Settings,
     landing: RawLanding,
@@ -161,8 +199,11 @@ def fetch_and_land(
     App keys are fetched side by side (at most `settings.keys_in_flight` at once), each paced
     by its own limiter and token; one key's accounts go one after another, each within its
     time budget. One account's failure is recorded and the others go on: what they land is
-    kept. An answer that failed its account is kept in quarantine.
+    kept. An answer that failed its account is kept in quarantine; answers kept by an earlier
+    run that could not land them are landed first. A store that does not answer stops the
+    fetch (StoreUnreachableError: every later write would wait as long).
     """
+    land_pending(landing)
     source = describe_source(settings)
     if sim_as_of:
         source["as_of"] = sim_as_of.isoformat()
@@ -184,7 +225,13 @@ def fetch_and_land(
                     if where is not None:
                         part.quarantined[account.id] = where
                 continue
-            part.landed.append(landing.land(response, day, source=source))
+            try:
+                part.landed.append(_land_or_keep(landing, response, day, source))
+            except LandingError as error:
+                log.error("%s", error)
+                part.failures[account.id] = error
+                if isinstance(error.__cause__, StoreUnreachableError):
+                    raise
         part.events.update(client.events)
         return part
 

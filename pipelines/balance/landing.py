@@ -1,5 +1,6 @@
 """RawLanding: every balance response kept exactly as received, one immutable file per fetch;
-answers that are not a success kept apart in quarantine.
+answers that are not a success kept apart in quarantine; answers the data root refused kept
+on this machine (PendingAnswers) until a later run lands them.
 
 Layout: raw/CTRP6548R/snapshot_date=YYYY-MM-DD/<account_id>/<fetched_at UTC>.json. The file
 holds the request's parameters, each page's status, tr_id, tr_cont and verbatim body text, and
@@ -11,17 +12,24 @@ listed as an answer.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import logging
+import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
+from pipelines.balance.files import atomic_path
 from pipelines.kis import protocol
 from pipelines.kis.client import SECRET_REMOVED, BalanceResponse
 from pipelines.kis.protocol import Account, KisError
-from pipelines.storage import DataRoot, Location, Storage, open_root
+from pipelines.storage import DataRoot, Location, Storage, StoreUnreachableError, open_root
+
+log = logging.getLogger(__name__)
 
 FORMAT = "kis-balance-raw/1"
 QUARANTINE_FORMAT = "kis-balance-quarantine/1"
@@ -198,6 +206,66 @@ def _scrubbed(data: bytes, secrets: list[bytes]) -> tuple[bytes, int]:
         count += data.count(secret)
         data = data.replace(secret, SECRET_REMOVED.encode())
     return data, count
+
+
+class PendingAnswers:
+    """Answers fetched but refused by the data root (a full disk, a store that did not answer),
+    kept on this machine until a later run lands them under the same key.
+
+    One folder per data root under $XDG_STATE_HOME/kis-balance-history/pending/ (default
+    ~/.local/state/...), readable by you only; each file is exactly the bytes `land` wrote."""
+
+    def __init__(self, storage: Storage, environ: Mapping[str, str] | None = None):
+        environ = os.environ if environ is None else environ
+        self.storage = storage
+        root = str(storage.absolute().root)
+        state = environ.get("XDG_STATE_HOME") or str(Path("~/.local/state").expanduser())
+        digest = hashlib.sha256(root.encode()).hexdigest()[:16]
+        self.directory = Path(state, "kis-balance-history", "pending", digest)
+        self._root_text = root
+
+    def keep(self, key: str, data: bytes) -> Path:
+        """Write `data` for `key` here (whole, or not at all)."""
+        self.directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory.mkdir(exist_ok=True, mode=0o700)
+        (self.directory / "ROOT").write_text(self._root_text + "\n")  # whose answers these are
+        path = self.directory / key
+        with atomic_path(path, overwrite=False) as tmp:  # a 0600 file
+            tmp.write_bytes(data)
+        return path
+
+    def keys(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(
+            path.relative_to(self.directory).as_posix()
+            for path in self.directory.rglob("*.json")
+            if not path.name.startswith(".")
+        )
+
+    def land_all(self) -> list[Location]:
+        """Land every kept answer under its key and forget it. If the root still refuses one,
+        the rest stay too (a warning, never an error: the run goes on and fetches as usual)."""
+        landed: list[Location] = []
+        keys = self.keys()
+        for number, key in enumerate(keys):
+            path = self.directory / key
+            try:
+                landed.append(self.storage.write_bytes(key, path.read_bytes(), overwrite=False))
+            except FileExistsError:
+                pass  # landed before (by a run that died before forgetting it)
+            except (OSError, StoreUnreachableError) as error:
+                log.warning(
+                    "%d fetched answer(s) are still kept in %s, not landed: %s: %s",
+                    len(keys) - number,
+                    self.directory,
+                    self.storage.location(key),
+                    error,
+                )
+                break
+            path.unlink()
+            log.warning("landed %s from %s, where a run had to keep it", key, self.directory)
+        return landed
 
 
 def read_snapshot(path: Location) -> Snapshot:
