@@ -18,9 +18,11 @@ from assets.resources import KisConfig
 from pipelines.ingest import capture
 from pipelines.ingest.fetch import (
     DayAction,
+    LandingError,
     MissingRawError,
     describe_source,
     fetch_and_land,
+    land_pending,
     plan_days,
     today_in_seoul,
 )
@@ -29,6 +31,7 @@ from pipelines.kis.protocol import KisApiError
 from pipelines.lake import schema
 from pipelines.reporting import day_summary, report
 from pipelines.settings import SettingsError
+from pipelines.storage.roots import StoreUnreachableError
 from pipelines.tidy import build as tidy
 from pipelines.tidy import checks
 from pipelines.warehouse import targets as targets_module
@@ -45,7 +48,14 @@ RAW = dg.AssetKey("kis_balance_raw")
 
 
 #: Errors whose message already says what is wrong: shown as-is in the UI, without a traceback.
-EXPLAINED_ERRORS = (MissingRawError, SettingsError, SnapshotError, ValueError)
+EXPLAINED_ERRORS = (
+    MissingRawError,
+    SettingsError,
+    SnapshotError,
+    ValueError,
+    LandingError,  # names the account, the file and where its answer was kept
+    StoreUnreachableError,  # names the bucket and key
+)
 
 
 @contextmanager
@@ -90,6 +100,12 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
     days, today = _days(context), today_in_seoul()
     landing = RawLanding(settings.data_root)
     source = describe_source(settings)
+    kept = land_pending(landing)  # before planning: a kept answer may be a past day's only one
+    if kept:
+        context.log.warning(
+            f"landed {len(kept)} answer(s) an earlier run fetched but could not land: "
+            + ", ".join(str(where) for where in kept)
+        )
     if settings.is_simulated:
         context.log.warning(
             f"Simulator mode: balances come from the KIS simulator ({source['server']}), not "
@@ -100,7 +116,8 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
         "actions": {str(day): plan.value for day, plan in plans.items()},
         **{f"source_{k}": v for k, v in source.items()},
     }
-    failures, events, landed = {}, Counter[str](), []
+    failures: dict[str, Exception] = {}
+    events, landed, quarantined = Counter[str](), [], {}
     for day, plan in plans.items():
         if plan is DayAction.REBUILD_FROM_RAW:
             context.log.info(f"{day}: {plan.value}")
@@ -119,7 +136,13 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
         landed += [p.parent.name for p in fetched.landed]
         events.update(fetched.events)
         failures.update({f"{day} {account}": error for account, error in fetched.failures.items()})
+        quarantined.update({f"{day} {a}": str(where) for a, where in fetched.quarantined.items()})
     metadata["client_events"] = dict(sorted(events.items()))
+    if quarantined:  # the answers that failed their accounts, for a bug report (kis-redact)
+        metadata["quarantined_answers"] = {
+            key.split(" ", 1)[1] if len(days) == 1 else key: where
+            for key, where in quarantined.items()
+        }
     metadata["landed_accounts"] = sorted(set(landed)) or sorted(
         {p.parent.name for day in days for p in landing.latest_files(day)}
     )

@@ -60,9 +60,9 @@ def land(data_root: Path, day_list: list[date], account_list: list[Account]) -> 
 
 def _work(mode: str, data_root: Path, first: date, count: int) -> None:
     """In the worker process: run the rebuild (or the floor) and print its inner time."""
-    from pipelines.balance import warehouse  # the same imports in both modes
-
+    # the same imports in both modes
     from pipelines.tidy import build as tidy
+    from pipelines.warehouse import warehouse
 
     day_list = [first + timedelta(days=n) for n in range(count)]
     started = time.perf_counter()

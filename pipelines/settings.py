@@ -12,9 +12,13 @@ KIS_RATE_LIMIT     requests per second per app key (default 18; KIS allows 20).
 KIS_KEYS_IN_FLIGHT app keys fetched side by side in one run (default 8).
 KIS_SHARDS         runs a day's fetch is split into by app key, for several workers (default 1).
 KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/kis/faults.py).
+KIS_REQUEST_DEADLINE  seconds one request may take, connect to last byte (default 60).
+KIS_ACCOUNT_BUDGET seconds one account may take, all its requests and retries (default 180).
+KIS_MAX_BODY_BYTES the largest answer body read, in bytes (default 1048576, 1 MiB).
 KIS_DATA_ROOT      where raw JSON, Parquet and the reports live (default: data/ in the repo):
                    a local directory, or s3://bucket/prefix in S3-compatible object storage
-                   (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+                   (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION;
+                   KIS_S3_CONNECT_TIMEOUT, KIS_S3_READ_TIMEOUT, KIS_S3_ATTEMPTS bound each call).
 KIS_WAREHOUSE      the DuckDB warehouse file, always local (default: warehouse.duckdb in a local
                    data root; for s3:// under $XDG_DATA_HOME/kis-balance-history/s3/...).
 KIS_TARGETS_FILE   optional TOML of target weights per asset class (allocation_drift view).
@@ -39,7 +43,8 @@ from dotenv import dotenv_values
 
 from pipelines.ingest import capture
 from pipelines.ingest.capture import CaptureSettings, CaptureSpecError
-from pipelines.kis.client import Credentials
+from pipelines.kis import transport
+from pipelines.kis.client import DEFAULT_ACCOUNT_BUDGET, Credentials
 from pipelines.kis.protocol import (
     PAPER_TRADING_ADVICE,
     REAL_BASE_URL,
@@ -49,7 +54,13 @@ from pipelines.kis.protocol import (
 )
 from pipelines.kis.ratelimit import DEFAULT_RATE
 from pipelines.simulator.faults import FaultPlan, FaultSpecError
-from pipelines.storage.roots import DataRoot, RootError, open_root, parse_root
+from pipelines.storage.roots import (
+    DataRoot,
+    RootError,
+    StoreSettingError,
+    open_root,
+    parse_root,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = REPO_ROOT / ".env"
@@ -58,6 +69,8 @@ SIM_ACCOUNTS = (Account("12345678", "01"), Account("12345678", "21"))
 ENVS = ("sim", "real")
 ACCOUNT_FILE_KEYS = frozenset({"id", "app_key_env", "app_secret_env"})
 DEFAULT_KEYS_IN_FLIGHT = 8
+MAX_WAIT_SECONDS = 3600.0
+MIN_BODY_BYTES, MAX_BODY_BYTES = 1024, 1 << 30
 
 
 class SettingsError(ValueError):
@@ -81,6 +94,12 @@ class Settings:
     keys_in_flight: int = DEFAULT_KEYS_IN_FLIGHT
     #: Runs the capture automation splits a day's fetch into, by app key (1: one run).
     shards: int = 1
+    #: Seconds one request may take, connect, headers and body together (KIS_REQUEST_DEADLINE).
+    request_deadline: float = transport.DEFAULT_DEADLINE
+    #: Seconds one account may take, all its requests, retries and waits (KIS_ACCOUNT_BUDGET).
+    account_budget: float = DEFAULT_ACCOUNT_BUDGET
+    #: The largest answer body read; a longer one fails its account (KIS_MAX_BODY_BYTES).
+    max_body_bytes: int = transport.DEFAULT_MAX_BODY_BYTES
     sim_faults: str = ""
     targets_file: Path | None = None
     capture: CaptureSettings = field(default_factory=CaptureSettings)
@@ -172,6 +191,7 @@ class Settings:
         base_url = values.get("KIS_BASE_URL") or (REAL_BASE_URL if env == "real" else None)
         data_root = _data_root(values)
         sim_faults = values.get("KIS_SIM_FAULTS", "")
+        request_deadline, account_budget = _waits(values)
         try:
             FaultPlan.parse(sim_faults)
         except FaultSpecError as error:
@@ -188,6 +208,9 @@ class Settings:
             rate_limit=_rate_limit(values.get("KIS_RATE_LIMIT")),
             keys_in_flight=_count("KIS_KEYS_IN_FLIGHT", values, DEFAULT_KEYS_IN_FLIGHT),
             shards=_count("KIS_SHARDS", values, 1),
+            request_deadline=request_deadline,
+            account_budget=account_budget,
+            max_body_bytes=_body_bytes(values.get("KIS_MAX_BODY_BYTES")),
             sim_faults=sim_faults,
             targets_file=(
                 Path(values["KIS_TARGETS_FILE"]).expanduser().resolve()
@@ -223,6 +246,8 @@ def _data_root(values: Mapping[str, str]) -> DataRoot:
     text = values.get("KIS_DATA_ROOT") or str(REPO_ROOT / "data")
     try:
         return parse_root(text, values)
+    except StoreSettingError as error:  # names its own variable
+        raise SettingsError(str(error)) from None
     except RootError as error:
         raise SettingsError(f"KIS_DATA_ROOT={text!r}: {error}") from None
 
@@ -340,4 +365,47 @@ def _count(name: str, values: Mapping[str, str], default: int) -> int:
         return default
     if not (text.strip().isdigit() and 1 <= int(text) <= 256):
         raise SettingsError(f"{name}={text!r}: expected a whole number from 1 to 256")
+    return int(text)
+
+
+def _seconds(name: str, text: str | None, default: float) -> float:
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= MAX_WAIT_SECONDS:  # also refuses nan and inf
+        raise SettingsError(
+            f"{name}={text!r}: expected seconds, more than 0 and at most {MAX_WAIT_SECONDS:g} "
+            f"(decimals allowed), e.g. {default:g}"
+        )
+    return seconds
+
+
+def _waits(values: Mapping[str, str]) -> tuple[float, float]:
+    """KIS_REQUEST_DEADLINE and KIS_ACCOUNT_BUDGET; the budget covers at least one request."""
+    deadline = _seconds(
+        "KIS_REQUEST_DEADLINE", values.get("KIS_REQUEST_DEADLINE"), transport.DEFAULT_DEADLINE
+    )
+    budget = _seconds(
+        "KIS_ACCOUNT_BUDGET", values.get("KIS_ACCOUNT_BUDGET"), DEFAULT_ACCOUNT_BUDGET
+    )
+    if budget < deadline:
+        raise SettingsError(
+            f"KIS_ACCOUNT_BUDGET={budget:g} is less than KIS_REQUEST_DEADLINE={deadline:g}: the "
+            "budget covers all of an account's requests and retries, so make it at least one "
+            "request's deadline (defaults: 180 and 60 seconds)"
+        )
+    return deadline, budget
+
+
+def _body_bytes(text: str | None) -> int:
+    if not text:
+        return transport.DEFAULT_MAX_BODY_BYTES
+    if not (text.strip().isdigit() and MIN_BODY_BYTES <= int(text) <= MAX_BODY_BYTES):
+        raise SettingsError(
+            f"KIS_MAX_BODY_BYTES={text!r}: expected a whole number of bytes from "
+            f"{MIN_BODY_BYTES:,} to {MAX_BODY_BYTES:,}, e.g. 1048576 (1 MiB; an answer is a few KB)"
+        )
     return int(text)

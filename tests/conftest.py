@@ -25,8 +25,8 @@ os.environ.update(PARTITION_ENV)
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No KIS_* variable (but PARTITION_ENV), no developer .env, a private token cache and data
-    root per test."""
+    """No KIS_* variable (but PARTITION_ENV), no developer .env, a private token cache, state
+    (answers kept for a later run) and data root per test."""
     for name in list(os.environ):
         if name.startswith("KIS_"):
             monkeypatch.delenv(name)
@@ -34,6 +34,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(pipelines.settings, "ENV_FILE", tmp_path / "no.env")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     data_root = tmp_path / "data"
     monkeypatch.setenv("KIS_DATA_ROOT", str(data_root))
     return data_root

@@ -10,7 +10,9 @@ import os
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import duckdb
@@ -18,12 +20,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.ingest.fetch import LandingError, fetch_and_land, land_pending, today_in_seoul
+from pipelines.ingest.landing import RawLanding
+from pipelines.kis.tokens import TokenCache
 from pipelines.settings import Settings, SettingsError
+from pipelines.simulator.server import Simulator
 from pipelines.storage.roots import (
     LocalStorage,
     ObjectPath,
     ObjectStorage,
     Storage,
+    StoreUnreachableError,
     open_input,
     open_root,
     parse_root,
@@ -310,3 +317,100 @@ def test_local_roots_stay_local_paths(tmp_path: Path, monkeypatch: pytest.Monkey
         root = Settings.from_env({"KIS_DATA_ROOT": text}).data_root
         assert isinstance(root, Path) and root.is_absolute()
         assert isinstance(open_root(root), LocalStorage)
+
+
+# -- a store that does not answer -----------------------------------------------------------
+#: Small limits, so a frozen store fails each call within a second or two.
+FROZEN_LIMITS = {
+    "KIS_S3_CONNECT_TIMEOUT": "0.3",
+    "KIS_S3_READ_TIMEOUT": "0.3",
+    "KIS_S3_ATTEMPTS": "2",
+}
+#: Two tries of 0.3 s and botocore's backoff between them (at most 1 s), with room to spare
+#: on a busy machine (botocore's defaults would wait 60 s per read; aiohttp forever on a PUT).
+FROZEN_CALL_BOUND = 2 * 0.3 + 1.0 + 2.5
+
+
+@pytest.fixture
+def frozen_store(tmp_path: Path) -> Iterator[tuple[ObjectStorage, Any]]:
+    """A root in moto running as a process of its own (which a test can freeze), with small
+    limits; yields the storage and the process."""
+    with objectstore.moto_process() as (endpoint, process):
+        environ = {
+            **objectstore.FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL": endpoint,
+            "XDG_DATA_HOME": str(tmp_path / "share"),
+            **FROZEN_LIMITS,
+        }
+        bucket = objectstore.new_bucket(endpoint)
+        storage = open_root(parse_root(f"s3://{bucket}/history", environ))
+        assert isinstance(storage, ObjectStorage)
+        yield storage, process
+
+
+def test_a_frozen_store_fails_each_call_naming_bucket_and_key_within_its_limits(
+    frozen_store: tuple[ObjectStorage, Any],
+) -> None:
+    storage, process = frozen_store
+    storage.write_bytes("raw/day/a.json", b"{}")
+    calls: list[tuple[str, Callable[[], object], str]] = [
+        ("writing", lambda: storage.write_bytes("raw/day/b.json", b"{}", overwrite=False), "b"),
+        ("reading", lambda: storage.read_bytes("raw/day/a.json"), "a"),
+        ("looking up", lambda: storage.exists("raw/day/a.json"), "a"),
+        ("listing", lambda: storage.files("raw/day"), ""),
+    ]
+    with objectstore.frozen(process):
+        for doing, call, name in calls:
+            started = time.monotonic()
+            with pytest.raises(StoreUnreachableError) as caught:
+                call()
+            took = time.monotonic() - started
+            message = str(caught.value)
+            key = f"raw/day/{name}.json" if name else "raw/day"
+            assert message.startswith(f"s3://{storage.bucket}/history/{key}: {doing} failed")
+            assert "connect 0.3 s, read 0.3 s, 2 attempt(s)" in message
+            assert 0.3 < took < FROZEN_CALL_BOUND, (doing, took)
+            assert not isinstance(caught.value, OSError)  # never taken for a missing file
+    assert storage.read_bytes("raw/day/a.json") == b"{}"  # the store answers again
+    # A write that timed out may still be stored once the store wakes (its request was on the
+    # wire): the same key with the same bytes, which a later conditional write finds there.
+    if storage.exists("raw/day/b.json"):
+        assert storage.read_bytes("raw/day/b.json") == b"{}"
+
+
+def test_a_run_against_a_frozen_store_fails_naming_the_key_and_keeps_the_answer(
+    frozen_store: tuple[ObjectStorage, Any], simulator: Simulator, tmp_path: Path
+) -> None:
+    storage, process = frozen_store
+    environ = {
+        **objectstore.FAKE_CREDENTIALS,
+        "AWS_ENDPOINT_URL": str(storage.access.endpoint_url),
+        "XDG_DATA_HOME": str(tmp_path / "share"),
+        "KIS_ENV": "sim",
+        "KIS_BASE_URL": simulator.base_url,
+        "KIS_ACCOUNTS": "12345678-01,12345678-21",
+        "KIS_DATA_ROOT": storage.url,
+        **FROZEN_LIMITS,
+    }
+    settings = Settings.from_env(environ, env_file=tmp_path / "none.env")
+    landing = RawLanding(settings.data_root)
+    day = today_in_seoul()
+    started = time.monotonic()
+    with objectstore.frozen(process), pytest.raises(LandingError) as caught:
+        fetch_and_land(settings, landing, day, token_cache=TokenCache(tmp_path / "tokens"))
+    took = time.monotonic() - started
+    message = str(caught.value)
+    assert took < 2 * FROZEN_CALL_BOUND + 2, took  # the first refused write stops the run
+    raw_day = f"s3://{storage.bucket}/history/raw/CTRP6548R/snapshot_date={day}/12345678-01/"
+    assert message.startswith(f"account 12345678-01: could not land its answer at {raw_day}")
+    assert "did not answer within its limits" in message
+    kept = Path(message.split("the answer is kept at ")[1].split(" and landed")[0])
+    assert kept.is_file() and kept.stat().st_mode & 0o777 == 0o600
+    answer = kept.read_bytes()
+    # the next run, with the store back, lands the kept answer first (or finds it stored:
+    # the refused PUT may have gone through once the store woke)
+    assert kept.is_relative_to(tmp_path / "state")  # $XDG_STATE_HOME (this test's own)
+    land_pending(landing)
+    key = raw_day.removeprefix(f"s3://{storage.bucket}/history/") + kept.name
+    assert storage.read_bytes(key) == answer
+    assert not kept.exists()

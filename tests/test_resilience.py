@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 import requests
@@ -283,6 +284,17 @@ def test_one_failing_account_is_named_and_the_others_reach_the_views(
     assert (isolated_env / "reports" / f"portfolio-{today}.html").exists()
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert evaluations["every_account_captured"] is False
+    # the answer that failed it is kept in quarantine, and the run says where
+    (raw,) = [
+        event.materialization
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == dg.AssetKey("kis_balance_raw")
+    ]
+    kept = raw.metadata["quarantined_answers"].value
+    assert isinstance(kept, dict) and list(kept) == ["87654321-01"]
+    quarantine = isolated_env / "raw" / "quarantine" / "CTRP6548R" / f"snapshot_date={today}"
+    assert Path(kept["87654321-01"]).parent == quarantine / "87654321-01"
+    assert json.loads(Path(kept["87654321-01"]).read_text())["answer"]["status"] == 200
 
 
 def test_a_failed_refetch_keeps_the_accounts_earlier_answer(

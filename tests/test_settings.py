@@ -321,3 +321,87 @@ def test_rate_limit_and_simulator_faults_are_validated() -> None:
     assert Settings.from_env({"KIS_SIM_FAULTS": "*:hang*1=2"}).sim_faults == "*:hang*1=2"
     with pytest.raises(SettingsError, match="KIS_SIM_FAULTS"):
         Settings.from_env({"KIS_SIM_FAULTS": "*:explode"})
+
+
+# -- waits and sizes (issue 16) -------------------------------------------------------------
+
+
+def test_waits_and_the_body_limit_have_defaults_and_reach_every_client() -> None:
+    from pipelines.ingest.fetch import open_client
+
+    default = Settings.from_env(REAL)
+    assert (default.request_deadline, default.account_budget) == (60.0, 180.0)
+    assert default.max_body_bytes == 1 << 20
+    chosen = Settings.from_env(
+        {
+            **REAL,
+            "KIS_REQUEST_DEADLINE": "2.5",
+            "KIS_ACCOUNT_BUDGET": "10",
+            "KIS_MAX_BODY_BYTES": "4096",
+        }
+    )
+    client = open_client(chosen)
+    assert (client.request_deadline, client.account_budget, client.max_body_bytes) == (
+        2.5,
+        10.0,
+        4096,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("KIS_REQUEST_DEADLINE", "0", "expected seconds, more than 0 and at most 3600"),
+        ("KIS_REQUEST_DEADLINE", "-5", "expected seconds"),
+        ("KIS_REQUEST_DEADLINE", "a minute", "expected seconds"),
+        ("KIS_REQUEST_DEADLINE", "nan", "expected seconds"),
+        ("KIS_REQUEST_DEADLINE", "inf", "expected seconds"),
+        ("KIS_ACCOUNT_BUDGET", "7200", "at most 3600"),
+        ("KIS_MAX_BODY_BYTES", "1MB", "expected a whole number of bytes from 1,024"),
+        ("KIS_MAX_BODY_BYTES", "100", "from 1,024 to 1,073,741,824"),
+        ("KIS_MAX_BODY_BYTES", "-1", "whole number of bytes"),
+    ],
+)
+def test_waits_and_the_body_limit_are_validated_by_name(name: str, value: str, says: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**REAL, name: value})
+    assert str(caught.value).startswith(f"{name}={value!r}: ")
+    assert says in str(caught.value)
+
+
+def test_a_budget_shorter_than_one_requests_deadline_is_refused() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**REAL, "KIS_REQUEST_DEADLINE": "30", "KIS_ACCOUNT_BUDGET": "20"})
+    assert "KIS_ACCOUNT_BUDGET=20 is less than KIS_REQUEST_DEADLINE=30" in str(caught.value)
+    equal = Settings.from_env({**REAL, "KIS_REQUEST_DEADLINE": "20", "KIS_ACCOUNT_BUDGET": "20"})
+    assert equal.account_budget == 20
+
+
+def test_object_store_limits_are_read_and_validated_by_name() -> None:
+    from pipelines.storage.roots import ObjectPath
+
+    root = {"KIS_DATA_ROOT": "s3://kis-bucket/history"}
+    default = Settings.from_env(root).data_root
+    assert isinstance(default, ObjectPath)
+    access = default.storage.access
+    assert (access.connect_timeout, access.read_timeout, access.attempts) == (5.0, 30.0, 3)
+    chosen = Settings.from_env(
+        {
+            **root,
+            "KIS_S3_CONNECT_TIMEOUT": "1.5",
+            "KIS_S3_READ_TIMEOUT": "4",
+            "KIS_S3_ATTEMPTS": "2",
+        }
+    ).data_root
+    assert isinstance(chosen, ObjectPath)
+    access = chosen.storage.access
+    assert (access.connect_timeout, access.read_timeout, access.attempts) == (1.5, 4.0, 2)
+    for name, bad in [
+        ("KIS_S3_CONNECT_TIMEOUT", "0"),
+        ("KIS_S3_READ_TIMEOUT", "soon"),
+        ("KIS_S3_ATTEMPTS", "0"),
+        ("KIS_S3_ATTEMPTS", "11"),
+    ]:
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_env({**root, name: bad})
+        assert str(caught.value).startswith(f"{name}={bad!r}: expected")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from datetime import UTC, date, datetime, timedelta
@@ -13,6 +14,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 import requests
+import urllib3
 from requests.structures import CaseInsensitiveDict
 
 from pipelines.ingest.landing import RawLanding, Snapshot, read_snapshot
@@ -144,7 +146,10 @@ class FakeSession(requests.Session):
             params = kwargs["params"]
             body = self.bodies[Account(params["CANO"], params["ACNT_PRDT_CD"])]
             answer.headers.update({"tr_id": protocol.BALANCE_TR_ID, "tr_cont": "D"})
-        answer._content = json.dumps(body, ensure_ascii=False).encode()
+        # as a real answer comes: a stream the client reads (the body is never preloaded)
+        answer.raw = urllib3.HTTPResponse(
+            body=io.BytesIO(json.dumps(body, ensure_ascii=False).encode()), preload_content=False
+        )
         return answer
 
 

@@ -1,4 +1,5 @@
-"""Redacted copies of landed balance files (kis-balance-raw/1) to attach to a bug report.
+"""Redacted copies of landed balance files (kis-balance-raw/1) and of quarantined answers
+(kis-balance-quarantine/1) to attach to a bug report.
 
 Account numbers are masked everywhere; with an `amounts_seed` every amount is replaced by a
 random value that keeps zeros, signs, decimals and which values add up to which. `kis-redact`
@@ -25,6 +26,8 @@ and zero; what no draw could keep (a 합계 of exactly 0 over nonzero rows) is r
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -648,20 +651,8 @@ def _body_key(body: dict[str, Any], key: str) -> str | None:
     return next((k for k in (key, key[:1].upper() + key[1:]) if k in body), None)
 
 
-def redact(
-    envelope: dict[str, Any],
-    *,
-    key: bytes,
-    amounts_seed: int | None = None,
-    forbidden: Iterable[str] = (),
-) -> Redacted:
-    """A redacted copy of a landed file's JSON: CANO masked (the product code is kept: the
-    layout depends on it), `source` reduced to what says nothing about the user, and with
-    `amounts_seed` every amount replaced (see the module's docstring)."""
-    if not isinstance(envelope, dict) or envelope.get("format") != landing.FORMAT:
-        raise RedactionError(f"not a {landing.FORMAT} file (a landed raw balance answer)")
-    forbidden = list(forbidden)
-    _assert_no_secrets(envelope, "the file", forbidden)
+def _account_masks(envelope: dict[str, Any], key: bytes) -> tuple[Account, dict[str, str]]:
+    """The file's account, and each real CANO it names (envelope and request) with its fake."""
     try:
         account = Account.parse(str(envelope.get("account_id", "")))
     except ValueError as error:
@@ -671,6 +662,53 @@ def redact(
     if isinstance(params, dict) and isinstance(params.get("CANO"), str) and params["CANO"]:
         canos.add(params["CANO"])
     masks = {cano: fake_cano(cano, key) for cano in sorted(canos, key=len, reverse=True)}
+    return account, masks
+
+
+def _source_copy(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    return {
+        k: (
+            (v if _server_is_public(v) else REDACTED)
+            if k == "server"
+            else (v if k in SOURCE_KEYS_KEPT else REDACTED)
+        )
+        for k, v in value.items()
+    }
+
+
+def _assert_masked(copy: dict[str, Any], masks: dict[str, str]) -> None:
+    for real in masks:
+        where = _where_found(copy, real)
+        if where:
+            raise RedactionError(
+                f"the account number still appears in the copy, at {where} (digits of a value, "
+                "which masking cannot change); use --amounts to replace the amounts too"
+            )
+
+
+def redact(
+    envelope: dict[str, Any],
+    *,
+    key: bytes,
+    amounts_seed: int | None = None,
+    forbidden: Iterable[str] = (),
+) -> Redacted:
+    """A redacted copy of a landed file's JSON: CANO masked (the product code is kept: the
+    layout depends on it), `source` reduced to what says nothing about the user, and with
+    `amounts_seed` every amount replaced (see the module's docstring). A quarantined answer
+    is redacted the same way (see `redact_quarantined`)."""
+    if isinstance(envelope, dict) and envelope.get("format") == landing.QUARANTINE_FORMAT:
+        return redact_quarantined(envelope, key=key, amounts_seed=amounts_seed, forbidden=forbidden)
+    if not isinstance(envelope, dict) or envelope.get("format") != landing.FORMAT:
+        raise RedactionError(
+            f"not a {landing.FORMAT} file (a landed raw balance answer) nor a "
+            f"{landing.QUARANTINE_FORMAT} one (an answer kept in quarantine)"
+        )
+    forbidden = list(forbidden)
+    _assert_no_secrets(envelope, "the file", forbidden)
+    account, masks = _account_masks(envelope, key)
     fake = Account(masks[account.cano], account.product_code)
 
     pages = envelope.get("pages")
@@ -690,15 +728,8 @@ def redact(
 
     copy: dict[str, Any] = {}
     for name, value in envelope.items():
-        if name == "source" and isinstance(value, dict):
-            copy[name] = {
-                k: (
-                    (v if _server_is_public(v) else REDACTED)
-                    if k == "server"
-                    else (v if k in SOURCE_KEYS_KEPT else REDACTED)
-                )
-                for k, v in value.items()
-            }
+        if name == "source":
+            copy[name] = _source_copy(value)
         elif name == "pages":
             copy[name] = [
                 {
@@ -714,16 +745,82 @@ def redact(
         "account_numbers": "masked",
         "amounts": "replaced" if amounts_seed is not None else "as received",
     }
-    result = Redacted(copy, fake.id, notes)
-    for real in canos:
-        where = _where_found(copy, real)
-        if where:
-            raise RedactionError(
-                f"the account number still appears in the copy, at {where} (digits of a value, "
-                "which masking cannot change); use --amounts to replace the amounts too"
-            )
+    _assert_masked(copy, masks)
     _assert_no_secrets(copy, "the copy", forbidden)
-    return result
+    return Redacted(copy, fake.id, notes)
+
+
+def redact_quarantined(
+    envelope: dict[str, Any],
+    *,
+    key: bytes,
+    amounts_seed: int | None = None,
+    forbidden: Iterable[str] = (),
+) -> Redacted:
+    """A redacted copy of a quarantined answer (an HTML page, truncated or mangled JSON, an
+    error body, a redirect, the first part of an oversized body): CANO masked wherever it
+    appears, in a JSON body value by value, in any other text or bytes wherever the digits
+    occur. Amounts can be replaced only in a body that is JSON; otherwise RedactionError."""
+    forbidden = list(forbidden)
+    _assert_no_secrets(envelope, "the file", forbidden)
+    account, masks = _account_masks(envelope, key)
+    fake = Account(masks[account.cano], account.product_code)
+    answer = envelope.get("answer")
+    if not isinstance(answer, dict) or not isinstance(answer.get("body"), str):
+        raise RedactionError("the file has no answer body")
+    encoding, text = answer.get("body_encoding"), answer["body"]
+    notes: list[str] = []
+    refused_amounts = (
+        "--amounts: the body is {what}, so its amounts cannot be found and replaced; leave "
+        "out --amounts for a copy with the body as received (account numbers masked)"
+    )
+    if encoding == "base64":
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise RedactionError(f"answer.body is not base64 ({error})") from None
+        _assert_no_secrets({"body": data.decode("latin-1")}, "the answer's body", forbidden)
+        if amounts_seed is not None:
+            raise RedactionError(refused_amounts.format(what="not UTF-8 text (kept as base64)"))
+        for real, masked in masks.items():
+            data = data.replace(real.encode(), masked.encode())
+        body = base64.b64encode(data).decode("ascii")
+    elif encoding == "utf-8":
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            _assert_no_secrets(parsed, "the answer's body", forbidden)
+            if amounts_seed is not None:
+                notes += _replace_amounts([parsed], account, masks, amounts_seed)
+            body = _dumps_like(text, _masked(parsed, masks))
+        else:
+            if amounts_seed is not None:
+                raise RedactionError(refused_amounts.format(what="not a JSON object"))
+            body = text
+            for real, masked in masks.items():
+                body = body.replace(real, masked)
+    else:
+        raise RedactionError(f"answer.body_encoding {encoding!r}: expected utf-8 or base64")
+    copy: dict[str, Any] = {}
+    for name, value in envelope.items():
+        if name == "source":
+            copy[name] = _source_copy(value)
+        elif name == "answer":
+            copy[name] = {k: body if k == "body" else _masked(v, masks) for k, v in value.items()}
+        else:
+            copy[name] = _masked(value, masks)
+    copy["redacted"] = {
+        "by": "kis-redact",
+        "account_numbers": "masked",
+        "amounts": "replaced" if amounts_seed is not None else "as received",
+    }
+    # base64 text holds digits by chance: the bytes were checked above, not their encoding
+    checked = {**copy, "answer": {**copy["answer"], "body": ""}} if encoding == "base64" else copy
+    _assert_masked(checked, masks)
+    _assert_no_secrets(checked, "the copy", forbidden)
+    return Redacted(copy, fake.id, notes)
 
 
 def _replace_amounts(
@@ -775,11 +872,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="kis-redact",
         description="Write a redacted copy of a landed raw balance file "
-        "(data/raw/CTRP6548R/snapshot_date=…/<account>/<time>.json) to attach to a bug report: "
+        "(data/raw/CTRP6548R/snapshot_date=…/<account>/<time>.json), or of a quarantined answer "
+        "(data/raw/quarantine/CTRP6548R/…), to attach to a bug report: "
         "account numbers masked, and with --amounts every amount replaced by a random value "
         "that keeps zeros, signs, decimals and which rows add up to which.",
     )
-    parser.add_argument("file", type=Path, help="a landed raw file")
+    parser.add_argument("file", type=Path, help="a landed raw file, or a quarantined answer")
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     parser.add_argument(
         "--amounts", action="store_true", help="replace the amounts with random values"

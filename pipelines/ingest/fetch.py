@@ -1,7 +1,9 @@
 """The fetch step: decide what a day's partition may do, then fetch and land every account.
 
 KIS only ever reports the balance as of now. Today's partition fetches live; a past day is
-rebuilt from what was landed on it; only the simulator can answer for a past day.
+rebuilt from what was landed on it; only the simulator can answer for a past day. An answer
+that fails its account is kept in quarantine; one the data root refuses is kept on this
+machine and landed by the next run.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from pipelines.ingest.landing import RawLanding
+from pipelines.ingest.landing import PendingAnswers, RawLanding
 from pipelines.kis import ratelimit
-from pipelines.kis.client import Credentials, KisClient
+from pipelines.kis.client import BalanceResponse, Credentials, KisClient
 from pipelines.kis.protocol import Account, CorporateIdentity, KisError
 from pipelines.kis.tokens import SEOUL, TokenCache
 from pipelines.simulator import server as simulator
-from pipelines.storage.roots import Location
+from pipelines.storage.roots import Location, StoreUnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,12 @@ class FetchSettings(Protocol):
     @property
     def keys_in_flight(self) -> int: ...
     @property
+    def request_deadline(self) -> float: ...
+    @property
+    def account_budget(self) -> float: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
     def sim_faults(self) -> str: ...
     @property
     def is_simulated(self) -> bool: ...
@@ -53,6 +61,10 @@ class FetchSettings(Protocol):
 
 class MissingRawError(RuntimeError):
     """A past day was asked for, and nothing was landed on it to rebuild it from."""
+
+
+class LandingError(RuntimeError):
+    """An account's answer was fetched but the data root refused it; says where it was kept."""
 
 
 class DayAction(enum.Enum):
@@ -128,6 +140,9 @@ def open_client(
         corporate=settings.corporate,
         server_id=server_id,
         rate_limiter=ratelimit.for_app_key(credentials.app_key, settings.rate_limit),
+        request_deadline=settings.request_deadline,
+        account_budget=settings.account_budget,
+        max_body_bytes=settings.max_body_bytes,
     )
 
 
@@ -140,9 +155,65 @@ def describe_source(settings: FetchSettings) -> dict[str, Any]:
 @dataclass
 class LandingReport:
     landed: list[Location] = field(default_factory=list)
-    failures: dict[str, KisError] = field(default_factory=dict)
+    #: By account: the KisError that failed its fetch, or the LandingError that kept its answer
+    #: from the data root.
+    failures: dict[str, KisError | LandingError] = field(default_factory=dict)
+    #: By account: where the answer that failed it was kept (raw/quarantine/...).
+    quarantined: dict[str, Location] = field(default_factory=dict)
     #: Retries, token issuances and waits, summed over every client of the run.
     events: Counter[str] = field(default_factory=Counter)
+
+
+def land_pending(landing: RawLanding) -> list[Location]:
+    """Land the answers earlier runs fetched but could not land (see PendingAnswers)."""
+    return PendingAnswers(landing.storage).land_all()
+
+
+def _quarantine(
+    landing: RawLanding,
+    account: Account,
+    day: date,
+    error: KisError,
+    source: dict[str, Any],
+    client: KisClient,
+) -> Location | None:
+    """Keep the answer that failed the account; a failure to keep it is only logged (the
+    account's own error is what the run reports)."""
+    try:
+        where = landing.quarantine(
+            account, day, error, source=source, secrets=client.secret_values()
+        )
+    except (OSError, StoreUnreachableError) as failure:
+        log.error("account %s: its answer could not be kept in quarantine: %s", account, failure)
+        return None
+    log.warning("account %s: the answer that failed it is kept at %s", account, where)
+    return where
+
+
+def _land_or_keep(
+    landing: RawLanding, response: BalanceResponse, day: date, source: dict[str, Any]
+) -> Location:
+    """Land the answer; if the data root refuses it (a full disk, a store that does not
+    answer), keep it on this machine for the next run and raise a LandingError naming the
+    account, the file, why, and where the answer is (or that it could not be kept)."""
+    key, data = landing.prepare(response, day, source=source)
+    try:
+        return landing.storage.write_bytes(key, data, overwrite=False)
+    except FileExistsError:
+        raise
+    except (OSError, StoreUnreachableError) as error:
+        refused = f"account {response.account.id}: could not land its answer at "
+        refused += f"{landing.storage.location(key)}: {error}"
+        try:
+            kept = PendingAnswers(landing.storage).keep(key, data)
+        except OSError as also:
+            raise LandingError(
+                f"{refused}; it could not be kept on this machine either ({also}), so it is "
+                "lost: fetch again once there is room"
+            ) from error
+        raise LandingError(
+            f"{refused}; the answer is kept at {kept} and landed by the next run"
+        ) from error
 
 
 def fetch_and_land(
@@ -156,9 +227,13 @@ def fetch_and_land(
     """Fetch every account and land each answer as it arrives.
 
     App keys are fetched side by side (at most `settings.keys_in_flight` at once), each paced
-    by its own limiter and token; one key's accounts go one after another. One account's
-    failure is recorded and the others go on: what they land is kept.
+    by its own limiter and token; one key's accounts go one after another, each within its
+    time budget. One account's failure is recorded and the others go on: what they land is
+    kept. An answer that failed its account is kept in quarantine; answers kept by an earlier
+    run that could not land them are landed first. A store that does not answer stops the
+    fetch (StoreUnreachableError: every later write would wait as long).
     """
+    land_pending(landing)
     source = describe_source(settings)
     if sim_as_of:
         source["as_of"] = sim_as_of.isoformat()
@@ -175,8 +250,18 @@ def fetch_and_land(
             except KisError as error:
                 log.error("%s", error)
                 part.failures[account.id] = error
+                if error.answer is not None:
+                    where = _quarantine(landing, account, day, error, source, client)
+                    if where is not None:
+                        part.quarantined[account.id] = where
                 continue
-            part.landed.append(landing.land(response, day, source=source))
+            try:
+                part.landed.append(_land_or_keep(landing, response, day, source))
+            except LandingError as error:
+                log.error("%s", error)
+                part.failures[account.id] = error
+                if isinstance(error.__cause__, StoreUnreachableError):
+                    raise
         part.events.update(client.events)
         return part
 
@@ -190,5 +275,6 @@ def fetch_and_land(
     for part in parts:  # in configuration order, whatever finished first
         report.landed += part.landed
         report.failures.update(part.failures)
+        report.quarantined.update(part.quarantined)
         report.events.update(part.events)
     return report

@@ -4,32 +4,39 @@ It survives what the real service does under load: tokens are cached and reused 
 per minute per app key is all KIS allows), requests are paced by a per-key rate limiter, and
 transient faults (5xx, a gateway's HTML page, connection errors, timeouts, EGW00201) are
 retried with exponential backoff and jitter. Business errors are raised at once, by code.
+Every request goes through `transport.send` (one origin, no redirects, a deadline, a body
+limit), and one account's requests and retries together stay within its time budget.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import requests
 
-from pipelines.kis import protocol, ratelimit
+from pipelines.kis import protocol, ratelimit, transport
 from pipelines.kis.protocol import (
     Account,
     CorporateIdentity,
     KisApiError,
+    KisBudgetError,
     KisError,
     KisProtocolError,
+    KisTransientError,
 )
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
 from pipelines.kis.tokens import SEOUL, Token, TokenCache
+from pipelines.kis.transport import Answer, Origin
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,9 @@ TOKEN_THROTTLED = "EGW00133"
 RATE_LIMITED = "EGW00201"
 CONTINUED = frozenset({"F", "M"})
 DEFAULT_BACKOFF = Backoff()
+DEFAULT_ACCOUNT_BUDGET = 180.0
+#: What replaces a secret that a server sent back, wherever it would be shown or kept.
+SECRET_REMOVED = "(secret removed)"
 
 
 @dataclass(frozen=True)
@@ -61,10 +71,6 @@ class BalanceResponse:
     account: Account
     fetched_at: datetime  # UTC, when the last page arrived
     pages: tuple[Page, ...]
-
-
-class KisTransientError(KisError):
-    """A fault worth retrying: the service or the network, not the request, went wrong."""
 
 
 class KisGatewayError(KisTransientError, KisProtocolError):
@@ -94,6 +100,9 @@ class KisClient:
         corporate: CorporateIdentity | None = None,
         server_id: str | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
+        request_deadline: float = transport.DEFAULT_DEADLINE,
+        account_budget: float = DEFAULT_ACCOUNT_BUDGET,
+        max_body_bytes: int = transport.DEFAULT_MAX_BODY_BYTES,
         max_pages: int = 20,
         rate_limiter: RateLimiter | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
@@ -105,13 +114,20 @@ class KisClient:
         if custtype == "B" and corporate is None:
             raise ValueError("custtype B (corporate) needs a CorporateIdentity")
         self.base_url = base_url.rstrip("/")
+        #: The only scheme, host and port the app key, secret and token are ever sent to.
+        self.origin = Origin.of(self.base_url)
         self.credentials = credentials
         self.token_cache = token_cache
         self.custtype = custtype
         self.corporate = corporate
         #: What the token cache files the token under; the base URL unless the server moves.
         self.server_id = server_id or self.base_url
+        #: Per socket operation (connect, each read); `request_deadline` bounds a whole request.
         self.timeout = timeout
+        self.request_deadline = request_deadline
+        #: One account's requests, retries and waits together end within this many seconds.
+        self.account_budget = account_budget
+        self.max_body_bytes = max_body_bytes
         self.max_pages = max_pages
         self.rate_limiter = rate_limiter or ratelimit.for_app_key(credentials.app_key)
         self.backoff = backoff
@@ -119,10 +135,55 @@ class KisClient:
         self.clock = clock
         self.sleep = sleep
         self.session = session or requests.Session()
+        transport.prepare(self.session)
         #: What happened on the way: retries by cause, tokens issued, throttle waits.
         self.events: Counter[str] = Counter()
         #: The token this client last used: reused without reading the cache file again.
         self._token: Token | None = None
+        #: When the current account's budget ends (time.monotonic()), per thread.
+        self._local = threading.local()
+
+    def secret_values(self) -> list[str]:
+        """The app key, the secret and the token in use (and a corporate key): what must never
+        reach a file, a log or another host."""
+        values = [self.credentials.app_key, self.credentials.app_secret]
+        if self._token is not None:
+            values.append(self._token.access_token)
+        if self.corporate is not None:
+            values.append(self.corporate.personalseckey)
+        return [value for value in values if value]
+
+    def _without_secrets(self, error: KisError) -> KisError:
+        """`error`, changed in place: any secret a server sent back (quoted in a snippet of its
+        body, or in msg1) replaced, since its message goes to logs and the run's metadata."""
+        secrets = [value for value in self.secret_values() if len(value) >= 8]
+        message = str(error)
+        if not any(secret in message for secret in secrets):
+            return error
+        for secret in secrets:
+            message = message.replace(secret, SECRET_REMOVED)
+            if isinstance(error, KisApiError):
+                error.msg1 = error.msg1.replace(secret, SECRET_REMOVED)
+        error.args = (message,)
+        return error
+
+    # -- the account's budget ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _budget(self) -> Iterator[None]:
+        self._local.ends = time.monotonic() + self.account_budget
+        try:
+            yield
+        finally:
+            self._local.ends = None
+
+    def _time_left(self) -> float | None:
+        """Seconds left of the current account's budget (None outside an account's fetch)."""
+        ends: float | None = getattr(self._local, "ends", None)
+        return None if ends is None else ends - time.monotonic()
+
+    @property
+    def _budget_text(self) -> str:
+        return f"the account's {self.account_budget:g} s budget (KIS_ACCOUNT_BUDGET)"
 
     # -- tokens ---------------------------------------------------------------------------
     def access_token(self) -> str:
@@ -149,6 +210,12 @@ class KisClient:
                 except KisApiError as error:
                     if error.msg_cd != TOKEN_THROTTLED or waits == 2:
                         raise
+                    left = self._time_left()
+                    if left is not None and left <= self.token_throttle_wait:
+                        raise KisBudgetError(
+                            f"{error}; not waiting {self.token_throttle_wait:.0f} s for the next "
+                            f"issuance: {self._budget_text} ends first"
+                        ) from None
                     log.warning(
                         "token issuance throttled (EGW00133: one per minute per app key); "
                         "waiting %.0f s instead of failing",
@@ -167,7 +234,7 @@ class KisClient:
         log.info("Issuing a new KIS access token for app key …%s", self.credentials.app_key[-4:])
 
         def issue() -> Token:
-            response = self._send(
+            answer = self._send(
                 "POST",
                 protocol.TOKEN_PATH,
                 what=what,
@@ -177,14 +244,20 @@ class KisClient:
                     "appsecret": self.credentials.app_secret,
                 },
             )
-            body = self._parse(response, what=what)
+            try:
+                body = self._parse(answer, what=what)
+            except KisError as error:
+                self._without_secrets(error)
+                raise
             if "error_code" in body or "access_token" not in body:
-                raise KisApiError(
-                    what=what,
-                    rt_cd=str(body.get("rt_cd", "")),
-                    msg_cd=str(body.get("error_code") or body.get("msg_cd", "")),
-                    msg1=str(body.get("error_description") or body.get("msg1", "")),
-                    http_status=response.status_code,
+                raise self._without_secrets(
+                    KisApiError(
+                        what=what,
+                        rt_cd=str(body.get("rt_cd", "")),
+                        msg_cd=str(body.get("error_code") or body.get("msg_cd", "")),
+                        msg1=str(body.get("error_description") or body.get("msg1", "")),
+                        http_status=answer.status,
+                    )
                 )
             try:
                 expires_at = datetime.strptime(
@@ -210,17 +283,18 @@ class KisClient:
         what = f"account {account.id}: {protocol.BALANCE_TR_ID} balance inquiry"
         pages: list[Page] = []
         tr_cont = ""
-        while True:
-            page = self._balance_page(account, tr_cont, sim_as_of, what=what)
-            pages.append(page)
-            if page.tr_cont not in CONTINUED:
-                return BalanceResponse(account, self.clock(), tuple(pages))
-            if len(pages) >= self.max_pages:
-                raise KisProtocolError(
-                    f"{what}: the server still signals more data (tr_cont={page.tr_cont!r}) "
-                    f"after {self.max_pages} pages; stopping rather than looping forever"
-                )
-            tr_cont = "N"
+        with self._budget():  # every page, retry, token and wait of this account
+            while True:
+                page = self._balance_page(account, tr_cont, sim_as_of, what=what)
+                pages.append(page)
+                if page.tr_cont not in CONTINUED:
+                    return BalanceResponse(account, self.clock(), tuple(pages))
+                if len(pages) >= self.max_pages:
+                    raise KisProtocolError(
+                        f"{what}: the server still signals more data (tr_cont={page.tr_cont!r}) "
+                        f"after {self.max_pages} pages; stopping rather than looping forever"
+                    )
+                tr_cont = "N"
 
     def _balance_page(
         self, account: Account, tr_cont: str, sim_as_of: date | None, *, what: str
@@ -248,20 +322,25 @@ class KisClient:
 
     def _request_page(self, account: Account, headers: dict[str, str], *, what: str) -> Page:
         self.rate_limiter.acquire()
-        response = self._send(
+        answer = self._send(
             "GET",
             protocol.BALANCE_PATH,
             what=what,
             headers=headers,
             params=protocol.balance_params(account),
         )
-        body = self._parse(response, what=what)
-        protocol.check_rt_cd(body, what=what, http_status=response.status_code)
+        try:
+            body = self._parse(answer, what=what)
+            protocol.check_rt_cd(body, what=what, http_status=answer.status)
+        except KisError as error:
+            error.answer = answer  # kept in quarantine if it is what fails the account
+            self._without_secrets(error)
+            raise
         return Page(
-            status=response.status_code,
-            tr_id=response.headers.get("tr_id", ""),
-            tr_cont=response.headers.get("tr_cont", ""),
-            body=response.text,
+            status=answer.status,
+            tr_id=answer.headers.get("tr_id", ""),
+            tr_cont=answer.headers.get("tr_cont", ""),
+            body=answer.body.decode("utf-8"),
         )
 
     def _balance_headers(self, tr_cont: str, *, what: str) -> dict[str, str]:
@@ -275,7 +354,7 @@ class KisClient:
                 msg1=error.msg1,
                 http_status=error.http_status,
             ) from None
-        except KisError as error:
+        except KisError as error:  # a new error: the token endpoint's answer is never kept
             raise type(error)(f"{what}: {error}") from None
         headers = {
             "content-type": "application/json; charset=utf-8",
@@ -301,35 +380,73 @@ class KisClient:
                 if attempt + 1 >= self.backoff.attempts:
                     if isinstance(error, KisApiError):
                         raise
-                    raise type(error)(
-                        f"{error} (still failing after {self.backoff.attempts} attempts)"
+                    raise _again(
+                        error, f"{error} (still failing after {self.backoff.attempts} attempts)"
                     ) from None
                 delay = self.backoff.delay(attempt)
+                left = self._time_left()
+                if left is not None and left <= delay:
+                    raise _again(
+                        error,
+                        f"{error}; gave up after {attempt + 1} attempt(s): {self._budget_text} "
+                        "ends before the next one",
+                        KisBudgetError,
+                    ) from None
                 cause = error.msg_cd if isinstance(error, KisApiError) else type(error).__name__
                 self.events[f"retries_{cause}"] += 1
                 log.warning("transient fault, retry %d in %.2f s: %s", attempt + 1, delay, error)
                 self.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _send(self, method: str, path: str, *, what: str, **kwargs: Any) -> requests.Response:
-        try:
-            response = self.session.request(
-                method, self.base_url + path, timeout=self.timeout, **kwargs
-            )
-        except requests.Timeout as error:
-            raise KisTransientError(f"{what}: {self.base_url} timed out: {error}") from None
-        except requests.RequestException as error:
-            # The exception text names the URL only; headers (and so secrets) never appear.
-            raise KisTransientError(f"{what}: could not reach {self.base_url}: {error}") from None
-        response.encoding = "utf-8"
-        return response
+    def _send(self, method: str, path: str, *, what: str, **kwargs: Any) -> Answer:
+        """The one way a request leaves: `transport.send`, to `self.origin` only, within the
+        request deadline or what is left of the account's budget, whichever ends first."""
+        deadline = self.request_deadline
+        deadline_text = f"{deadline:g} s deadline (KIS_REQUEST_DEADLINE)"
+        left = self._time_left()
+        if left is not None and left < deadline:
+            if left <= 0:
+                raise KisBudgetError(f"{what}: no time left of {self._budget_text}")
+            deadline, deadline_text = left, f"{left:.1f} s left of {self._budget_text}"
+        return transport.send(
+            self.session,
+            method,
+            self.base_url + path,
+            origin=self.origin,
+            what=what,
+            deadline=deadline,
+            deadline_text=deadline_text,
+            max_body_bytes=self.max_body_bytes,
+            timeout=self.timeout,
+            **kwargs,
+        )
 
     @staticmethod
-    def _parse(response: requests.Response, *, what: str) -> dict[str, Any]:
+    def _parse(answer: Answer, *, what: str) -> dict[str, Any]:
         """The JSON body; a 5xx or 429 that is not JSON (a gateway's page) is transient."""
         try:
-            return protocol.parse_body(response.text, what=what, http_status=response.status_code)
+            if answer.decoding_error:
+                raise KisProtocolError(
+                    f"{what}: HTTP {answer.status} with a body that {answer.decoding_error}"
+                )
+            try:
+                text = answer.body.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise KisProtocolError(
+                    f"{what}: HTTP {answer.status} with a body that is not UTF-8 text (byte "
+                    f"{error.start:,} of {len(answer.body):,})"
+                ) from None
+            return protocol.parse_body(text, what=what, http_status=answer.status)
         except KisProtocolError as error:
-            if response.status_code >= 500 or response.status_code == 429:
+            if answer.status >= 500 or answer.status == 429:
                 raise KisGatewayError(str(error)) from None
             raise
+
+
+def _again(error: KisError, message: str, kind: type[KisError] | None = None) -> KisError:
+    """`error` said anew as `kind` (or its own type), with the answer it carried.
+
+    `kind` is required for a KisApiError, whose constructor takes its fields."""
+    again = (kind or type(error))(message)
+    again.answer = error.answer
+    return again

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from pipelines.kis.transport import Answer
 
 REAL_BASE_URL = "https://openapi.koreainvestment.com:9443"
 #: KIS's paper-trading (모의투자) server, which does not offer this TR.
@@ -134,6 +137,10 @@ def balance_params(account: Account) -> dict[str, str]:
 class KisError(Exception):
     """Anything that stops a KIS call from giving a usable answer."""
 
+    #: The balance answer that caused it, when one arrived (status, headers, body as received):
+    #: what the fetch step keeps in quarantine. Never set for token issuance.
+    answer: Answer | None = None
+
 
 def is_paper_trading_url(url: str) -> bool:
     """Whether a base URL points at KIS's paper-trading server (any scheme or port)."""
@@ -166,6 +173,26 @@ class KisApiError(KisError):
 
 class KisProtocolError(KisError):
     """The answer is not the JSON this TR promises (an HTML error page, a missing key, …)."""
+
+
+class KisTransientError(KisError):
+    """A fault worth retrying: the service or the network, not the request, went wrong."""
+
+
+class KisRedirectError(KisProtocolError):
+    """The server answered 3xx. Never followed: the app key, secret and token would go along."""
+
+
+class KisTooLargeError(KisProtocolError):
+    """The answer's body is over the size limit (KIS_MAX_BODY_BYTES); it was not read further."""
+
+
+class KisDeadlineError(KisTransientError):
+    """No complete answer within the whole-request deadline (KIS_REQUEST_DEADLINE)."""
+
+
+class KisBudgetError(KisError):
+    """An account's time budget (KIS_ACCOUNT_BUDGET) ran out across its requests and retries."""
 
 
 def body_key(body: dict[str, Any], key: str) -> Any:

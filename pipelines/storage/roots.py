@@ -41,6 +41,17 @@ class RootError(ValueError):
     """A data root that is neither a local path nor an s3:// URL this project can use."""
 
 
+class StoreSettingError(RootError):
+    """A KIS_S3_* variable (timeouts, attempts) that is not a usable value; says which."""
+
+
+class StoreUnreachableError(RuntimeError):
+    """The object store did not answer a call within its timeouts and attempts.
+
+    Not an OSError: nothing is wrong with the file, so nobody may take it for a damaged or
+    missing one. The message names the bucket and key (its s3:// URL)."""
+
+
 class Storage(ABC):
     """A data root: files under keys, each written whole or not at all."""
 
@@ -226,28 +237,78 @@ class LocalStorage(Storage):
         """Nothing to do: DuckDB reads local files itself."""
 
 
+#: Each call to the object store: seconds to connect, seconds any read may wait, and how many
+#: times it is tried (botocore's "standard" retries), so a stalled store fails a call in about
+#: attempts x (connect or read timeout) plus backoff, never hangs (KIS_S3_* variables).
+DEFAULT_S3_CONNECT_TIMEOUT = 5.0
+DEFAULT_S3_READ_TIMEOUT = 30.0
+DEFAULT_S3_ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class S3Access:
-    """How to reach an S3-compatible store: the standard AWS_* variables, secrets not shown."""
+    """How to reach an S3-compatible store: the standard AWS_* variables, secrets not shown,
+    and how long a call may wait (KIS_S3_CONNECT_TIMEOUT, KIS_S3_READ_TIMEOUT, KIS_S3_ATTEMPTS)."""
 
     endpoint_url: str | None = None
     region: str | None = None
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    connect_timeout: float = DEFAULT_S3_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_S3_READ_TIMEOUT
+    attempts: int = DEFAULT_S3_ATTEMPTS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> S3Access:
         """AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (unset: AWS itself), AWS_REGION or
         AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (keys
-        unset: botocore's usual chain, e.g. a profile or an instance role)."""
+        unset: botocore's usual chain, e.g. a profile or an instance role), and the KIS_S3_*
+        limits (StoreSettingError naming the variable if one is not usable)."""
         return cls(
             endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL"),
             region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION"),
             access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
             secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
             session_token=environ.get("AWS_SESSION_TOKEN") or None,
+            connect_timeout=_seconds(environ, "KIS_S3_CONNECT_TIMEOUT", DEFAULT_S3_CONNECT_TIMEOUT),
+            read_timeout=_seconds(environ, "KIS_S3_READ_TIMEOUT", DEFAULT_S3_READ_TIMEOUT),
+            attempts=_attempts(environ, "KIS_S3_ATTEMPTS", DEFAULT_S3_ATTEMPTS),
         )
+
+    @property
+    def limits(self) -> str:
+        """The limits in words, for an error saying the store did not answer."""
+        return (
+            f"connect {self.connect_timeout:g} s, read {self.read_timeout:g} s, "
+            f"{self.attempts} attempt(s): KIS_S3_CONNECT_TIMEOUT, KIS_S3_READ_TIMEOUT, "
+            "KIS_S3_ATTEMPTS"
+        )
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    text = environ.get(name)
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 600:  # also refuses nan and inf
+        raise StoreSettingError(
+            f"{name}={text!r}: expected seconds, more than 0 and at most 600 (decimals "
+            f"allowed), e.g. {default:g}"
+        )
+    return seconds
+
+
+def _attempts(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name)
+    if not text:
+        return default
+    if not (text.strip().isdigit() and 1 <= int(text) <= 10):
+        raise StoreSettingError(f"{name}={text!r}: expected a whole number from 1 to 10")
+    return int(text)
 
 
 #: How long DuckDB's reads may reuse a listing or an object's size and ETag. s3fs checks each
@@ -260,21 +321,58 @@ READ_LISTINGS_SECONDS = 5.0
 def _filesystem(access: S3Access, pid: int, *, for_duckdb: bool = False) -> Any:
     """One s3fs filesystem per access and process (fsspec's are not fork-safe): the pipeline's
     asks the store every time; DuckDB's keeps listings briefly, as it asks for a file's size and
-    time several times per query (about 6x fewer requests for the report)."""
+    time several times per query (about 6x fewer requests for the report).
+
+    Every call has connect and read timeouts and bounded retries (botocore's; s3fs's own retry
+    loop is set to one try, or it would multiply them)."""
+    import aiobotocore.session
+    import botocore.handlers
     import s3fs
 
-    return s3fs.S3FileSystem(
+    session = aiobotocore.session.AioSession()
+    # botocore sends "Expect: 100-continue" before a PUT's body, and aiohttp waits for the
+    # "100 Continue" with no timeout at all: a stalled store would hold every write forever.
+    session.unregister("before-call.s3", botocore.handlers.add_expect_header)
+    config: dict[str, Any] = {
+        "connect_timeout": access.connect_timeout,
+        "read_timeout": access.read_timeout,
+        # total_max_attempts counts the first try ("max_attempts" here would count retries only)
+        "retries": {"total_max_attempts": access.attempts, "mode": "standard"},
+    }
+    if access.endpoint_url:
+        # MinIO, Ceph and most stores behind a custom endpoint want path-style addressing
+        config["s3"] = {"addressing_style": "path"}
+    filesystem = s3fs.S3FileSystem(
+        session=session,
         key=access.access_key_id,
         secret=access.secret_access_key,
         token=access.session_token,
         endpoint_url=access.endpoint_url,
         client_kwargs={"region_name": access.region} if access.region else {},
-        # MinIO, Ceph and most stores behind a custom endpoint want path-style addressing
-        config_kwargs={"s3": {"addressing_style": "path"}} if access.endpoint_url else {},
+        config_kwargs=config,
         # the pipeline asks the store every time: another worker may have written since
         use_listings_cache=for_duckdb,
         listings_expiry_time=READ_LISTINGS_SECONDS if for_duckdb else None,
         skip_instance_cache=True,
+    )
+    filesystem.retries = 1
+    return filesystem
+
+
+def _unanswered(error: BaseException) -> bool:
+    """Whether a call failed because the store did not answer (timeouts, connections), not
+    because of what it answered (a missing key, a refused write, ...)."""
+    import asyncio
+
+    import botocore.exceptions
+    from fsspec.exceptions import FSTimeoutError
+
+    return isinstance(
+        error,
+        botocore.exceptions.HTTPClientError
+        | botocore.exceptions.ConnectionError
+        | FSTimeoutError
+        | asyncio.TimeoutError,
     )
 
 
@@ -319,21 +417,38 @@ class ObjectStorage(Storage):
         prefix = "/".join(part for part in (self.prefix, key.strip("/")) if part)
         return ObjectStorage(self.bucket, prefix, self.access, self.local_dir / key)
 
+    @contextlib.contextmanager
+    def _answered(self, key: str, doing: str) -> Iterator[None]:
+        """A call that the store did not answer in time becomes a StoreUnreachableError that
+        names the bucket and key (and the limits it was given)."""
+        try:
+            yield
+        except Exception as error:
+            if not _unanswered(error):
+                raise
+            raise StoreUnreachableError(
+                f"{self.url_of(key)}: {doing} failed: the object store "
+                f"({self.access.endpoint_url or 'AWS S3'}) did not answer within its limits "
+                f"({self.access.limits}): {error}"
+            ) from error
+
     def read_bytes(self, key: str) -> bytes:
-        data: bytes = self.fs.cat_file(self._path(key))
+        with self._answered(key, "reading"):
+            data: bytes = self.fs.cat_file(self._path(key))
         return data
 
     def open_input(self, key: str) -> pa.NativeFile:
         import pyarrow as pa
 
-        return pa.PythonFile(self.fs.open(self._path(key), "rb"), mode="r")
+        with self._answered(key, "opening"):
+            return pa.PythonFile(self.fs.open(self._path(key), "rb"), mode="r")
 
     def write_bytes(
         self, key: str, data: bytes, *, overwrite: bool = True, private: bool = True
     ) -> ObjectPath:
         # one PUT below 100 MB (s3fs), a multipart upload above: all or nothing
         content_type = mimetypes.guess_type(key)[0]  # a report opens as a page from the store
-        with self._refused_if_existing(key, overwrite):
+        with self._answered(key, "writing"), self._refused_if_existing(key, overwrite):
             self.fs.pipe_file(
                 self._path(key),
                 data,
@@ -348,7 +463,7 @@ class ObjectStorage(Storage):
             tmp = Path(directory) / PurePosixPath(key).name
             tmp.touch(0o600)
             yield tmp
-            with self._refused_if_existing(key, overwrite):
+            with self._answered(key, "writing"), self._refused_if_existing(key, overwrite):
                 # the same single PUT (or multipart upload) as write_bytes
                 self.fs.put_file(
                     str(tmp), self._path(key), mode="overwrite" if overwrite else "create"
@@ -369,16 +484,22 @@ class ObjectStorage(Storage):
         return f"s3://{self._path(key)}"
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.isfile(self._path(key)))
+        # not fs.isfile, which answers False for any error: a stalled store is not "no file"
+        try:
+            with self._answered(key, "looking up"):
+                return bool(self.fs.info(self._path(key))["type"] == "file")
+        except FileNotFoundError:
+            return False
 
     def remove(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with self._answered(key, "removing"), contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._path(key))
 
     def files(self, prefix: str, *, named: str | None = None) -> dict[str, Fingerprint]:
         base, under = self._path(""), prefix.strip("/") + "/" if prefix.strip("/") else ""
         found: dict[str, Fingerprint] = {}
-        listing = self.fs.find(self._path(prefix), detail=True, withdirs=False)
+        with self._answered(prefix, "listing"):
+            listing = self.fs.find(self._path(prefix), detail=True, withdirs=False)
         for path, info in listing.items():
             key = path[len(base) :].lstrip("/") if base else path
             if info.get("type") != "file" or key.rsplit("/", 1)[-1].startswith("."):
@@ -391,7 +512,8 @@ class ObjectStorage(Storage):
 
     def children(self, prefix: str) -> list[str]:
         try:
-            listed = self.fs.ls(self._path(prefix), detail=False, refresh=True)
+            with self._answered(prefix, "listing"):
+                listed = self.fs.ls(self._path(prefix), detail=False, refresh=True)
         except FileNotFoundError:
             return []
         return sorted(path.rstrip("/").rsplit("/", 1)[-1] for path in listed)
