@@ -39,6 +39,7 @@ from pipelines.reporting.report import (
 )
 from pipelines.simulator import server as simulator_module
 from pipelines.warehouse import warehouse
+from tests.readme import statements
 from tests.runs import failure_text, materialize
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -458,17 +459,12 @@ def test_asset_class_shares_are_stacked_areas_from_the_views(history: History, p
     and allocation_history per account), stacked to 100%, and broken across the gap week."""
     dom = parse(page.read_text(encoding="utf-8"))
     chart = dom.by_id("chart-allocation-over-time")
+    consolidated, per_account = statements("allocation-over-time")  # the README's queries
     with history.connect() as con:
-        shares = {
-            "total": con.execute(
-                "SELECT snapshot_date, asset_class, weight_pct FROM consolidated_allocation"
-            ).fetchall()
-        }
+        shares = {"total": con.execute(consolidated).fetchall()}
         for account in ACCOUNTS:
             shares[account] = con.execute(
-                "SELECT snapshot_date, asset_class, any_value(asset_class_weight_pct) "
-                "FROM allocation_history WHERE account_id = ? GROUP BY ALL",
-                [account],
+                per_account.replace("'12345678-01'", f"'{account}'")
             ).fetchall()
     frames = chart.find("rect", class_="frame")
     assert len(frames) == 1 + len(ACCOUNTS)

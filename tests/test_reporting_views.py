@@ -21,6 +21,7 @@ from pipelines.lake.tables import ParquetTables
 from pipelines.simulator.portfolio import PORTAL_EXAMPLE_ACCOUNT, balance_body
 from pipelines.tidy import flatten
 from pipelines.warehouse import targets, warehouse
+from tests.readme import statements
 from tests.runs import materialize
 
 TARGETS = """
@@ -560,3 +561,41 @@ def test_a_run_with_an_account_failing_shows_the_day_as_incomplete_in_views_and_
     assert re.search(f'class="incomplete"[^>]*data-series="total" data-date="{d2}"', page)
     assert f'data-series="total" data-date="{d2}" data-label' not in page
     assert f'data-series="total" data-date="{d1}" data-label' in page
+
+
+def test_the_readme_examples_of_as_of_and_month_ends_run_as_written(tmp_path: Path) -> None:
+    feb, mar2, mar30, apr = date(2026, 2, 27), date(2026, 3, 2), date(2026, 3, 30), date(2026, 4, 1)
+    plan = {feb: (STANDARD, PRODUCT21), mar2: (STANDARD, PRODUCT21), mar30: (STANDARD,)}
+    path = write_days(tmp_path, {**plan, apr: (STANDARD, PRODUCT21)}, (STANDARD, PRODUCT21))
+    with duckdb.connect(str(path), read_only=True) as con:
+        net_sql, allocation_sql = statements("as-of")
+        as_of = rows(con, net_sql)
+        allocation = rows(con, allocation_sql)
+        [monthly_sql] = statements("monthly")
+        monthly = {r["month"]: r for r in rows(con, monthly_sql)}
+        net = {
+            (r["snapshot_date"], r["account_id"]): r["net_assets"]
+            for r in rows(con, "FROM net_asset_history")
+        }
+        classes = {
+            (r["account_id"], r["asset_class"]): r["market_value"]
+            for r in rows(
+                con,
+                "SELECT account_id, asset_class, sum(market_value) AS market_value "
+                "FROM allocation_history WHERE (account_id, snapshot_date) IN "
+                f"(('{STANDARD.id}', DATE '{mar30}'), ('{PRODUCT21.id}', DATE '{mar2}')) "
+                "GROUP BY ALL",
+            )
+        }
+    assert [(r["account_id"], r["snapshot_date"], r["days_old"]) for r in as_of] == [
+        (STANDARD.id, mar30, 1),
+        (PRODUCT21.id, mar2, 29),
+    ]
+    assert [r["net_assets"] for r in as_of] == [net[mar30, STANDARD.id], net[mar2, PRODUCT21.id]]
+    assert {(r["account_id"], r["asset_class"]): r["market_value"] for r in allocation} == classes
+    march = monthly[date(2026, 3, 1)]
+    assert (march["snapshot_date"], march["snapshots"], march["is_complete"]) == (mar30, 2, True)
+    assert march["net_assets"] == net[mar30, STANDARD.id] + net[mar2, PRODUCT21.id]
+    february = monthly[date(2026, 2, 1)]
+    assert march["net_assets_change"] == march["net_assets"] - february["net_assets"]
+    assert list(monthly) == [date(2026, 2, 1), date(2026, 3, 1), date(2026, 4, 1)]
