@@ -143,6 +143,24 @@ ACCOUNT_SPANS = """
     FROM account_summary GROUP BY account_id
 """
 
+
+def _expected_accounts(periods: str, period: str, present: str) -> str:
+    """accounts_expected and missing_accounts per row of `periods` (a date, or a month: its
+    column `period`): the accounts whose span (ACCOUNT_SPANS) reaches into the period, and
+    those of them without a row in `present` for it."""
+    end = f"last_day(p.{period})" if period == "month" else f"p.{period}"
+    return f"""
+    SELECT p.{period}, count(*) AS accounts_expected,
+           coalesce(list(sp.account_id ORDER BY sp.account_id)
+                        FILTER (WHERE s.account_id IS NULL), []) AS missing_accounts
+    FROM {periods} p
+    JOIN ({ACCOUNT_SPANS}) sp
+      ON sp.first_day <= {end} AND (sp.configured OR sp.last_day >= p.{period})
+    LEFT JOIN {present} s ON s.account_id = sp.account_id AND s.{period} = p.{period}
+    GROUP BY p.{period}
+    """
+
+
 #: The deposit rows, as an SQL list of category codes (declared in layouts.py).
 CASH_CODES_SQL = ", ".join(f"'{code}'" for code in sorted(layouts.CASH_DEPOSIT_CODES))
 
@@ -286,18 +304,7 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
                    lag(snapshot_date) OVER (ORDER BY snapshot_date) AS previous_snapshot_date
             FROM (SELECT DISTINCT snapshot_date FROM account_summary)
         ),
-        spans AS ({ACCOUNT_SPANS}),
-        expected AS (
-            SELECT d.snapshot_date, count(*) AS accounts_expected,
-                   coalesce(list(sp.account_id ORDER BY sp.account_id)
-                                FILTER (WHERE s.account_id IS NULL), []) AS missing_accounts
-            FROM dates d
-            JOIN spans sp ON d.snapshot_date >= sp.first_day
-                         AND (sp.configured OR d.snapshot_date <= sp.last_day)
-            LEFT JOIN account_summary s
-                   ON s.account_id = sp.account_id AND s.snapshot_date = d.snapshot_date
-            GROUP BY d.snapshot_date
-        ),
+        expected AS ({_expected_accounts("dates", "snapshot_date", "account_summary")}),
         sums AS (
             SELECT h.snapshot_date, any_value(d.previous_snapshot_date) AS previous_snapshot_date,
                    count(*) AS accounts,
@@ -351,17 +358,7 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
                    lag(month) OVER (ORDER BY month) AS previous_month
             FROM history GROUP BY month
         ),
-        spans AS ({ACCOUNT_SPANS}),
-        expected AS (
-            SELECT m.month, count(*) AS accounts_expected,
-                   coalesce(list(sp.account_id ORDER BY sp.account_id)
-                                FILTER (WHERE a.account_id IS NULL), []) AS missing_accounts
-            FROM months m
-            JOIN spans sp ON sp.first_day <= last_day(m.month)
-                         AND (sp.configured OR sp.last_day >= m.month)
-            LEFT JOIN per_account a ON a.account_id = sp.account_id AND a.month = m.month
-            GROUP BY m.month
-        ),
+        expected AS ({_expected_accounts("months", "month", "per_account")}),
         sums AS (
             SELECT a.month, any_value(m.snapshots) AS snapshots,
                    any_value(m.previous_month) AS previous_month,
