@@ -115,13 +115,17 @@ def main() -> int:
     with warehouse.connect(settings.data_root, warehouse_path) as con:
         for sql in DEMO_QUERIES:
             print(sql + ";")
-            con.sql(sql).show(max_rows=40)
+            con.sql(sql).show(max_rows=40, max_width=200)
         print(headline(con))
     print(f"Data root:  {settings.data_root}")
     print(f"  raw JSON  {settings.data_root / 'raw'}")
     print(f"  Parquet   {settings.data_root / 'parquet'}  (one file per table and day)")
     print(f"  compacted {settings.data_root / 'compacted'}  (closed months, what the views read)")
-    print(f"  DuckDB    {warehouse_path}  (views: {', '.join(warehouse.view_names())})")
+    print(
+        f"  DuckDB    {warehouse_path}  (views: {', '.join(warehouse.view_names())}; "
+        f"table macros: {', '.join(warehouse.macro_names())})"
+    )
+    print("Export:     make export   (the main views to CSV and Parquet in exports/)")
     print("Query it:   make sql   (a DuckDB shell on the warehouse, read-only)")
     print(
         f"Report:     {settings.data_root / 'reports' / f'portfolio-{days[-1]}.html'}"
