@@ -543,7 +543,12 @@ def test_a_run_with_an_account_failing_shows_the_day_as_incomplete_in_views_and_
     instance = dg.DagsterInstance.ephemeral()
     assert materialize(d1, instance).success
     monkeypatch.setenv("KIS_SIM_FAULTS", "12345678-21:business_error")
-    assert not materialize(d2, instance).success  # fails at the end, naming the account
+    failed = materialize(d2, instance)
+    assert not failed.success  # fails at the end, naming the account
+    [event] = failed.asset_materializations_for_node("warehouse_views")
+    assert event.metadata["missing_accounts"].value == ["12345678-21"]
+    preview = event.metadata["allocation"].value
+    assert "1 of 2 accounts (missing 12345678-21: the totals leave them out)" in preview
     monkeypatch.delenv("KIS_SIM_FAULTS")
     assert materialize(today, instance).success
     with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
