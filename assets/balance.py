@@ -303,8 +303,10 @@ def balance_tables(
     description=(
         "warehouse.duckdb (KIS_WAREHOUSE, by default in a local data root): views "
         "asset_categories, account_summary, latest_allocation, net_asset_history, "
-        "consolidated_allocation and missed_captures over every day's Parquet files. Rebuilt whole "
-        "and swapped in atomically; open it read-only from anywhere."
+        "consolidated_net_assets, net_assets_monthly, consolidated_allocation and "
+        "missed_captures over every day's Parquet files, and the table macros "
+        "net_assets_as_of and allocation_as_of. Rebuilt whole and swapped in atomically; open "
+        "it read-only from anywhere."
     ),
 )
 def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
@@ -364,11 +366,19 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
                 ]
             ),
             # whole won, exact (an int, not a float), so the UI can plot it run over run
-            "net_assets_krw": int(summary.net_assets) if summary.net_assets is not None else None,
+            "net_assets_krw": _whole_won(summary.net_assets),
+            "total_assets_krw": _whole_won(summary.total_assets),
+            "cash_krw": _whole_won(summary.cash),
+            # accounts expected that day without a snapshot: the totals leave them out
+            "missing_accounts": summary.missing_accounts,
             "allocation": dg.MetadataValue.md(day_summary.markdown(summary)),
         },
         check_results=[drift],
     )
+
+
+def _whole_won(amount: Any) -> int | None:
+    return int(amount) if amount is not None else None
 
 
 #: The run's verdict, on its last asset: the day is in the views for every account, or the run

@@ -6,6 +6,7 @@ float, `snapshot_date` is a date and a missing value stays missing. In a noteboo
     from pipelines import frames
     frames.table("net_asset_history")                 # any view of the warehouse
     frames.query("SELECT * FROM latest_allocation WHERE NOT is_total")
+    frames.query("FROM net_assets_as_of(?)", ["2026-03-31"])   # a table macro, as of a date
     frames.day("asset_categories", "2026-11-26")      # one day's Parquet file
 """
 

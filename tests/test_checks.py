@@ -45,6 +45,7 @@ def responses(draw: st.DrawFn) -> tuple[layouts.Layout, Account, date, dict[str,
         name: draw(st.sampled_from(["0", "12345", "185144504.000000"])) for name in OUTPUT2_FIELDS
     }
     output2["tot_asst_amt"] = output1[-1]["evlu_amt"]
+    output2["loan_amt_smtl"] = output1[-1]["crdt_lnd_amt"]
     for field_name, code in (("dncl_amt", "cash_deposit"), ("frcr_evlu_tota", "foreign_currency")):
         if code in by_code:
             output2[field_name] = by_code[code]["evlu_amt"]
@@ -155,6 +156,55 @@ def test_check_messages_say_account_field_and_by_how_much() -> None:
     assert not outcomes["weights_sum_to_100"].problems
     [assets_problem] = outcomes["total_assets_match"].problems
     assert "off by -7" in assets_problem
+
+
+@pytest.mark.parametrize(
+    ("loans", "real_nass_delta", "warned"),
+    [
+        # a credit loan KIS reports in both places: net assets = total assets - loans
+        (None, 0, False),
+        # output2's loans are not what the 합계 row took off
+        ("0", 0, True),
+        # the 합계 row's net assets disagree with output2's total assets and loans
+        (None, -1234, True),
+    ],
+)
+def test_net_assets_are_checked_against_total_assets_less_loans(
+    loans: str | None, real_nass_delta: int, warned: bool
+) -> None:
+    """The relation is likely, not known: a disagreement warns, naming the account, both
+    values and the difference, and the rows are written all the same."""
+    account = Account("12345678", "01")  # holds stocks on a credit loan
+    from pipelines.simulator.portfolio import balance_body
+
+    body = balance_body(account, TODAY)
+    total = body["output1"][-1]
+    assert Decimal(total["crdt_lnd_amt"]) > 0
+    if loans is not None:
+        body["output2"]["loan_amt_smtl"] = loans
+    total["real_nass_amt"] = str(int(total["real_nass_amt"]) + real_nass_delta)
+    snap = snapshot(account, TODAY, body)
+    outcomes = {o.check.name: o for o in checks.run([snap], tables_for(snap))}
+    outcome = outcomes["net_assets_match"]
+    assert outcome.check.effect is checks.Effect.WARN
+    assert outcome.check.table == "account_summary"
+    if not warned:
+        assert outcome.passed
+        return
+    [problem] = outcome.problems
+    gross, credit = (
+        Decimal(body["output2"]["tot_asst_amt"]),
+        Decimal(body["output2"]["loan_amt_smtl"]),
+    )
+    expected = gross - credit
+    real = Decimal(total["real_nass_amt"])
+    assert "12345678-01" in problem and "real_nass_amt" in problem
+    assert f"{real:.8f}" in problem and f"{expected:.8f}" in problem
+    assert f"off by {real - expected:.8f}" in problem
+    assert "E-" not in problem
+    # written all the same: a warning never holds an account back
+    tables, accepted, withheld = tidy.accept([snap])
+    assert accepted and not withheld and tables["account_summary"].num_rows == 1
 
 
 @pytest.mark.parametrize("table", ["asset_categories", "account_summary"])

@@ -156,8 +156,9 @@ def test_the_reports_account_rows_match_net_asset_history_on_every_day(tmp_path:
         write_day(tmp_path, day, accounts)
     CompactedMonths(tmp_path).refresh(date(2024, 6, 4))
     columns = (
-        "account_id, product_code, total_assets, net_assets, purchase_amount, unrealized_pnl, "
-        "previous_snapshot_date, days_since_previous, net_assets_change"
+        "account_id, product_code, net_assets, total_assets, securities_value, cash, loans, "
+        "purchase_amount, unrealized_pnl, previous_snapshot_date, days_since_previous, "
+        "net_assets_change"
     )
     with duckdb.connect(str(warehouse.build(tmp_path)), read_only=True) as con:
         for day in [*plan, date(2024, 5, 4)]:

@@ -259,6 +259,17 @@ def test_a_notebook_gets_views_and_days_as_dataframes(isolated_env: Path, days: 
         [days[-1]],
     )
     assert len(one_day) == 3 and one_day["net_assets"].dtype == AMOUNT
+    # net assets as KIS means them: each account's 합계 row, not the securities-only field
+    totals = frames.query(
+        "SELECT account_id, real_nass_amt FROM asset_categories "
+        "WHERE is_total AND snapshot_date = ? ORDER BY account_id",
+        [days[-1]],
+    )
+    assert one_day["net_assets"].tolist() == totals["real_nass_amt"].tolist()
+    # and as of a date, through a table macro with a bound parameter
+    as_of = frames.query("FROM net_assets_as_of(?) ORDER BY account_id", [days[-1]])
+    assert as_of["net_assets"].tolist() == one_day["net_assets"].tolist()
+    assert as_of["net_assets"].dtype == AMOUNT and set(as_of["days_old"]) == {0}
 
     assert_is_the_file(
         frames.day("asset_categories", days[-1].isoformat()),

@@ -18,6 +18,7 @@ from pipelines.ingest.fetch import today_in_seoul
 from pipelines.lake.tables import ParquetTables
 from pipelines.simulator.faults import FaultPlan
 from pipelines.simulator.server import Simulator
+from pipelines.tidy import checks
 from tests.runs import failure_text, kill_while_writing, two_runs_at_once
 from tests.runs import materialize as run
 
@@ -87,7 +88,9 @@ def test_checks_pass_and_are_recorded_on_a_good_run(isolated_env: Path) -> None:
     result = run([today_in_seoul()])
     assert result.success
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 14 and all(e.passed for e in evaluations)
+    # every tidy check, allocation_within_targets and every_account_captured
+    assert len(evaluations) == len(checks.CHECKS) + 2 and all(e.passed for e in evaluations)
+    assert "net_assets_match" in {e.check_name for e in evaluations}
 
 
 def test_a_30_day_range_rebuilds_from_raw_in_one_run_byte_for_byte(

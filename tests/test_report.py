@@ -39,6 +39,7 @@ from pipelines.reporting.report import (
 )
 from pipelines.simulator import server as simulator_module
 from pipelines.warehouse import warehouse
+from tests.readme import statements
 from tests.runs import failure_text, materialize
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,7 +49,13 @@ needs_chromium = pytest.mark.skipif(
 )
 #: The simulator gives accounts whose CANO starts with 9 19-digit amounts.
 ACCOUNTS = ("12345678-01", "12345678-21", "98765432-01")
-CHARTS = ("chart-asset-class", "chart-category", "chart-net-assets", "chart-pnl")
+CHARTS = (
+    "chart-asset-class",
+    "chart-category",
+    "chart-net-assets",
+    "chart-allocation-over-time",
+    "chart-pnl",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,12 +332,20 @@ def test_report_in_chromium_shows_the_warehouse_exactly(
             [today],
         ).fetchall()
         accounts_today = con.execute(
-            "SELECT account_id, product_code, total_assets, net_assets FROM net_asset_history "
-            "WHERE snapshot_date = ? ORDER BY account_id",
+            "SELECT account_id, product_code, net_assets, total_assets, cash, loans "
+            "FROM net_asset_history WHERE snapshot_date = ? ORDER BY account_id",
             [today],
         ).fetchall()
         [total_net_assets] = con.execute(
             "SELECT net_assets FROM consolidated_net_assets WHERE snapshot_date = ?", [today]
+        ).fetchone() or [None]
+        # net assets as KIS means them: the 합계 rows' real_nass_amt, added up
+        [total_rows] = con.execute(
+            "SELECT sum(real_nass_amt) FROM asset_categories WHERE is_total AND snapshot_date = ?",
+            [today],
+        ).fetchone() or [None]
+        [securities_only] = con.execute(
+            "SELECT sum(nass_tot_amt) FROM account_summary WHERE snapshot_date = ?", [today]
         ).fetchone() or [None]
         category_total = con.execute(
             "SELECT sum(market_value) FROM allocation_history WHERE snapshot_date = ?", [today]
@@ -342,6 +357,13 @@ def test_report_in_chromium_shows_the_warehouse_exactly(
                 [today],
             ).fetchall()
         )
+
+    # The headline: every account's net assets (합계 real_nass_amt) added up, exactly.
+    headline = dom.by_id("headline-net-assets")
+    [shown] = [n for n in headline.walk() if "data-value" in n.attrs]
+    assert Decimal(shown.attrs["data-value"]) == total_rows == total_net_assets
+    assert securities_only is not None and total_rows > securities_only
+    assert format_krw(total_rows) in shown.text
 
     # Every chart is there and draws something.
     charts = {chart_id: dom.by_id(chart_id) for chart_id in CHARTS}
@@ -412,14 +434,65 @@ def test_report_in_chromium_shows_the_warehouse_exactly(
         for tr in table.find("tbody")[0].find("tr")
     }
     assert sorted(rows) == list(ACCOUNTS)
-    for account_id, product_code, total_assets, net_assets in accounts_today:
+    for account_id, product_code, *amounts in accounts_today:
         cells = rows[account_id]
         assert cells[1].strip() == product_code
-        assert format_krw(total_assets) in cells[2] and format_won(total_assets) in cells[2]
-        assert format_krw(net_assets) in cells[3] and format_won(net_assets) in cells[3]
+        for cell, amount in zip(cells[2:6], amounts, strict=True):  # net, total, cash, loans
+            assert format_krw(amount) in cell and format_won(amount) in cell
+    assert any(loans > 0 and net < total for _, _, net, total, _, loans in accounts_today)
     [footer] = table.find("tfoot")
     assert total_net_assets is not None and format_krw(total_net_assets) in footer.text
     assert "경" in footer.text
+
+
+def thickness_by_x(polygon: Node) -> list[tuple[Decimal, Decimal, Decimal]]:
+    """(x, top, bottom) of each day of a stacked-area polygon: its upper edge left to right,
+    then its lower edge right to left."""
+    points = points_of(polygon)
+    upper, lower = points[: len(points) // 2], points[len(points) // 2 :][::-1]
+    assert [x for x, _ in upper] == [x for x, _ in lower]
+    return [(x, top, bottom) for (x, top), (_, bottom) in zip(upper, lower, strict=True)]
+
+
+def test_asset_class_shares_are_stacked_areas_from_the_views(history: History, page: Path) -> None:
+    """Each asset class's band is as thick as its share of the day (consolidated_allocation,
+    and allocation_history per account), stacked to 100%, and broken across the gap week."""
+    dom = parse(page.read_text(encoding="utf-8"))
+    chart = dom.by_id("chart-allocation-over-time")
+    consolidated, per_account = statements("allocation-over-time")  # the README's queries
+    with history.connect() as con:
+        shares = {"total": con.execute(consolidated).fetchall()}
+        for account in ACCOUNTS:
+            shares[account] = con.execute(
+                per_account.replace("'12345678-01'", f"'{account}'")
+            ).fetchall()
+    frames = chart.find("rect", class_="frame")
+    assert len(frames) == 1 + len(ACCOUNTS)
+    plot = Decimal(frames[0].attrs["height"])
+    runs = runs_of(history.days)
+    for series, (frame, (key, found)) in zip(
+        ["total", *ACCOUNTS], zip(frames, shares.items(), strict=True), strict=True
+    ):
+        assert key == series
+        bottom = Decimal(frame.attrs["y"]) + plot
+        weight = {(d, c): w for d, c, w in found}
+        classes = [
+            c for c in report.ASSET_CLASSES if any(k[1] == c and w for k, w in weight.items())
+        ]
+        areas = chart.find("polygon", data_series=series)
+        assert [a.attrs["data-key"] for a in areas] == [c for c in classes for _ in runs]
+        below = {d: bottom for d in history.days}
+        for number, area in enumerate(areas):
+            run = runs[number % len(runs)]
+            edges = thickness_by_x(area)
+            assert len(edges) == len(run)
+            for day, (_, top, low) in zip(run, edges, strict=True):
+                expected = weight.get((day, area.attrs["data-key"]), Decimal(0)) * plot / 100
+                assert abs((low - top) - expected) <= Decimal("0.02"), (series, day)
+                assert abs(low - below[day]) <= Decimal("0.02")  # stacked on the one below
+                below[day] = top
+        for day in history.days:  # the stack reaches 100% (weights are truncated: 99.99)
+            assert abs(below[day] - (bottom - plot)) <= Decimal("0.05")
 
 
 @needs_chromium

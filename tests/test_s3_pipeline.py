@@ -46,6 +46,7 @@ COMPARED_VIEWS = (
     "pnl_by_category",
     "consolidated_allocation",
     "consolidated_net_assets",
+    "net_assets_monthly",
     "snapshot_calendar",
 )
 

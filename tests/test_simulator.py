@@ -6,6 +6,7 @@ Nothing here goes through KisClient: these tests pin the wire protocol the simul
 
 from __future__ import annotations
 
+import json
 import re
 import selectors
 import socket
@@ -15,18 +16,24 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from pipelines.kis import protocol
+from pipelines.kis import layouts, protocol
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
 from pipelines.kis.tokens import SEOUL
+from pipelines.settings import SIM_ACCOUNTS
+from pipelines.simulator import portfolio
+from pipelines.simulator.portfolio import PORTAL_EXAMPLE_ACCOUNT, UNPRICED_CODES
 from pipelines.simulator.server import Simulator
 
 SPEC_PAGE = Path("/work/shared/spec/inquire-account-balance.md")
+#: KIS's published portal "Response Example", as copied beside the spec (not shipped).
+PORTAL_EXAMPLE = Path("/work/shared/spec/published-answers/portal-response-example-19-rows.json")
 TIMEOUT = (2.0, 10.0)
 APP_KEY = "PSsimulatorTestAppKey000000000000000"
 APP_SECRET = "simulator-test-app-secret-" + "x" * 40
@@ -286,8 +293,17 @@ def test_total_row_is_the_exact_sum_of_the_other_rows(
     for field in AMOUNT_FIELDS:
         assert sum(Decimal(row[field]) for row in parts) == Decimal(total[field]), field
     assert Decimal(total["whol_weit_rt"]) == 100
-    for row in rows:  # per-row identities of the simulated book
-        assert Decimal(row["evlu_pfls_amt"]) == Decimal(row["evlu_amt"]) - Decimal(row["pchs_amt"])
+    layout = layouts.for_product(product_code)
+    for category, row in zip(layout.categories[:-1], parts, strict=True):
+        if category.code in UNPRICED_CODES:  # as KIS's sample sends 외화 and 예수금+CMA
+            assert row["pchs_amt"] == row["evlu_pfls_amt"] == "0", category.code
+        else:  # per-row identity of the simulated book
+            assert Decimal(row["evlu_pfls_amt"]) == Decimal(row["evlu_amt"]) - Decimal(
+                row["pchs_amt"]
+            )
+        assert Decimal(row["real_nass_amt"]) == Decimal(row["evlu_amt"]) - Decimal(
+            row["crdt_lnd_amt"]
+        )
 
 
 @pytest.mark.parametrize("cano", ["12345678", "87654321", "90000001"])
@@ -298,9 +314,20 @@ def test_output2_agrees_with_output1(
     body = body_of(shared_sim, cano, product_code, token=token)
     rows, out2 = body["output1"], body["output2"]
     total = rows[-1]
+    by_code = dict(
+        zip((c.code for c in layouts.for_product(product_code).categories), rows, strict=True)
+    )
+    stocks = [by_code[code] for code in ("stock", "overseas_stock") if code in by_code]
+    # as in both published answers: nass_tot_amt = evlu_amt_smtl = 주식 + 해외주식 only, and
+    # tot_asst_amt the whole account
+    securities = sum(Decimal(row["evlu_amt"]) for row in stocks)
+    assert Decimal(out2["nass_tot_amt"]) == Decimal(out2["evlu_amt_smtl"]) == securities
+    assert Decimal(out2["pchs_amt_smtl"]) == sum(Decimal(row["pchs_amt"]) for row in stocks)
     assert Decimal(out2["tot_asst_amt"]) == Decimal(total["evlu_amt"])
     assert Decimal(out2["loan_amt_smtl"]) == Decimal(total["crdt_lnd_amt"])
-    assert Decimal(out2["nass_tot_amt"]) == Decimal(total["real_nass_amt"])
+    assert Decimal(total["real_nass_amt"]) == Decimal(out2["tot_asst_amt"]) - Decimal(
+        out2["loan_amt_smtl"]
+    )
     if product_code == "01":  # standard layout: row 17 외화, row 18 예수금
         assert Decimal(out2["dncl_amt"]) == Decimal(rows[17]["evlu_amt"])
         assert Decimal(out2["frcr_evlu_tota"]) == Decimal(rows[16]["evlu_amt"])
@@ -309,7 +336,51 @@ def test_output2_agrees_with_output1(
     else:  # product 21: row 14 외화평가금액
         assert Decimal(out2["frcr_evlu_tota"]) == Decimal(rows[13]["evlu_amt"])
     # Decimal-formatted fields carry six decimals, as the real service sends them.
-    assert re.fullmatch(r"-?\d+\.000000", out2["nass_tot_amt"])
+    assert re.fullmatch(r"-?\d+\.000000", out2["ovrs_stck_evlu_amt1"])
+    assert re.fullmatch(r"-?\d+", out2["nass_tot_amt"])
+
+
+def test_a_default_account_holds_stocks_on_a_credit_loan(shared_sim: Simulator, token: str) -> None:
+    """The demo's accounts show net assets below total assets: one carries a credit loan."""
+    with_loans = []
+    for account in SIM_ACCOUNTS:
+        body = body_of(shared_sim, account.cano, account.product_code, token=token)
+        total, out2 = body["output1"][-1], body["output2"]
+        if Decimal(out2["loan_amt_smtl"]) > 0:
+            with_loans.append(account.id)
+            assert Decimal(total["real_nass_amt"]) < Decimal(out2["tot_asst_amt"])
+    assert with_loans == ["12345678-01"]
+
+
+def test_one_account_answers_kis_published_portal_example_value_for_value(
+    shared_sim: Simulator, token: str
+) -> None:
+    """PORTAL_EXAMPLE_ACCOUNT answers the package's copy of KIS's portal example, whatever
+    the day, and the copy is the spec's file (when it is beside the project)."""
+    shipped = json.loads(
+        resources.files(portfolio.__package__)
+        .joinpath(portfolio.PORTAL_EXAMPLE_FILE)
+        .read_text("utf-8")
+    )
+    if PORTAL_EXAMPLE.is_file():
+        assert (
+            PORTAL_EXAMPLE.read_bytes()
+            == (
+                resources.files(portfolio.__package__).joinpath(portfolio.PORTAL_EXAMPLE_FILE)
+            ).read_bytes()
+        )
+    for as_of in (PAST_DAY, None):
+        body = body_of(
+            shared_sim,
+            PORTAL_EXAMPLE_ACCOUNT.cano,
+            PORTAL_EXAMPLE_ACCOUNT.product_code,
+            as_of=as_of,
+            token=token,
+        )
+        assert body == shipped
+    assert len(shipped["output1"]) == 19
+    assert shipped["output2"]["tot_asst_amt"] == shipped["output1"][-1]["real_nass_amt"]
+    assert shipped["output2"]["tot_asst_amt"] == "1651869889547"
 
 
 @pytest.mark.parametrize("cano", ["12345678", "87654321", "90000001"])

@@ -46,6 +46,7 @@ VIEWS = (
     "allocation_history",
     "pnl_by_category",
     "consolidated_net_assets",
+    "net_assets_monthly",
     "snapshot_calendar",
     "missed_captures",
 )
@@ -453,13 +454,16 @@ def test_net_asset_history_changes_are_exact_differences(tmp_path: Path) -> None
         previous_day, total, net, total_change, net_change = history[account.id, day]
         out2 = body["output2"]
         assert total == Decimal(out2["tot_asst_amt"])
-        assert net == Decimal(out2["nass_tot_amt"])
+        # net assets: the 합계 row's real_nass_amt (nass_tot_amt is securities only)
+        assert net == Decimal(body["output1"][-1]["real_nass_amt"])
         previous = day - timedelta(days=1)
         if (account, previous) in sent:
-            before = sent[account, previous]["output2"]
+            before = sent[account, previous]
             assert previous_day == previous
-            assert total_change == Decimal(out2["tot_asst_amt"]) - Decimal(before["tot_asst_amt"])
-            assert net_change == Decimal(out2["nass_tot_amt"]) - Decimal(before["nass_tot_amt"])
+            assert total_change == Decimal(out2["tot_asst_amt"]) - Decimal(
+                before["output2"]["tot_asst_amt"]
+            )
+            assert net_change == net - Decimal(before["output1"][-1]["real_nass_amt"])
         else:
             assert (previous_day, total_change, net_change) == (None, None, None)
     # The whale's totals have 19 digits: the exact change is not what float64 would give.

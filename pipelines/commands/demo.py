@@ -13,6 +13,7 @@ import time
 from datetime import date, timedelta
 
 import dagster as dg
+import duckdb
 
 from pipelines.ingest.capture import CaptureSettings
 from pipelines.ingest.fetch import today_in_seoul
@@ -21,8 +22,10 @@ from pipelines.warehouse import warehouse
 
 HISTORY_DAYS = 30
 DEMO_QUERIES = (
-    "SELECT snapshot_date, account_id, net_assets, net_assets_change, days_since_previous\n"
+    "SELECT snapshot_date, account_id, net_assets, total_assets, cash, loans, net_assets_change\n"
     "FROM net_asset_history ORDER BY snapshot_date DESC, account_id LIMIT 6",
+    "SELECT snapshot_date, accounts, is_complete, net_assets, total_assets, cash, loans,\n"
+    "       net_assets_change FROM consolidated_net_assets ORDER BY snapshot_date DESC LIMIT 3",
     "SELECT account_id, category_ko, category_en, market_value, weight_pct\n"
     "FROM latest_allocation WHERE market_value <> 0 AND NOT is_total ORDER BY ALL",
     "SELECT asset_class, accounts, market_value, weight_pct FROM consolidated_allocation\n"
@@ -37,6 +40,25 @@ def demo_days(today: date, capture: CaptureSettings, days: int = HISTORY_DAYS) -
     """The capture days of the past month (when the capture sensor would have run), and today
     if it is one."""
     return capture.capture_days(today - timedelta(days=days), today)
+
+
+def headline(con: duckdb.DuckDBPyConnection) -> str:
+    """The newest day's consolidated figures in one line, in whole won."""
+    row = con.execute(
+        "SELECT snapshot_date, accounts, accounts_expected, net_assets, total_assets, cash, "
+        "loans, securities_value FROM consolidated_net_assets "
+        "ORDER BY snapshot_date DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return "No snapshot in the warehouse."
+    day, accounts, expected, *amounts = row
+    net, total, cash, loans, securities = (
+        "unknown" if a is None else f"{int(a):,}원" for a in amounts
+    )
+    return (
+        f"Net assets on {day} ({accounts} of {expected} accounts): {net}; total assets "
+        f"{total}, cash {cash}, loans {loans}; securities only (nass_tot_amt) {securities}.\n"
+    )
 
 
 def main() -> int:
@@ -93,12 +115,17 @@ def main() -> int:
     with warehouse.connect(settings.data_root, warehouse_path) as con:
         for sql in DEMO_QUERIES:
             print(sql + ";")
-            con.sql(sql).show(max_rows=40)
+            con.sql(sql).show(max_rows=40, max_width=200)
+        print(headline(con))
     print(f"Data root:  {settings.data_root}")
     print(f"  raw JSON  {settings.data_root / 'raw'}")
     print(f"  Parquet   {settings.data_root / 'parquet'}  (one file per table and day)")
     print(f"  compacted {settings.data_root / 'compacted'}  (closed months, what the views read)")
-    print(f"  DuckDB    {warehouse_path}  (views: {', '.join(warehouse.view_names())})")
+    print(
+        f"  DuckDB    {warehouse_path}  (views: {', '.join(warehouse.view_names())}; "
+        f"table macros: {', '.join(warehouse.macro_names())})"
+    )
+    print("Export:     make export   (the main views to CSV and Parquet in exports/)")
     print("Query it:   make sql   (a DuckDB shell on the warehouse, read-only)")
     print(
         f"Report:     {settings.data_root / 'reports' / f'portfolio-{days[-1]}.html'}"

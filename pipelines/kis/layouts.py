@@ -39,6 +39,12 @@ ASSET_CLASSES: dict[str, str] = {
     "total": "total",
 }
 
+#: The deposit rows (예수금, 예수금+CMA / 예수금+cma, 청약자예수금): their evlu_amt added up is an
+#: account's cash. Chosen by category_code, the same in every layout, never by position.
+CASH_DEPOSIT_CODES: frozenset[str] = frozenset(
+    {"cash_deposit", "cash_deposit_cma", "subscription_deposit"}
+)
+
 
 @dataclass(frozen=True)
 class Category:

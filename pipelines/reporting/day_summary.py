@@ -15,9 +15,15 @@ from pipelines.warehouse.warehouse import on_day
 class DaySummary:
     day: date
     accounts: int = 0
-    total_assets: Decimal | None = None
+    accounts_expected: int = 0
+    missing_accounts: list[str] = field(default_factory=list)
     net_assets: Decimal | None = None
+    total_assets: Decimal | None = None
+    cash: Decimal | None = None
+    loans: Decimal | None = None
+    #: like for like: over the accounts with a snapshot on both days (change_note says so)
     net_assets_change: Decimal | None = None
+    change_note: str | None = None
     #: (asset_class, market_value, weight_pct), largest first
     allocation: list[tuple[str, Decimal, Decimal]] = field(default_factory=list)
     #: (asset_class, weight_pct, target_pct, tolerance_pct, drift_pct) outside their band
@@ -29,14 +35,16 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date) -> DaySummary:
     summary = DaySummary(day)
     row = con.execute(
         on_day(
-            "SELECT accounts, total_assets, net_assets, net_assets_change "
+            "SELECT accounts, accounts_expected, missing_accounts, net_assets, total_assets, "
+            "cash, loans, net_assets_change, net_assets_change_note "
             "FROM consolidated_net_assets WHERE snapshot_date = ?",
             day,
         )
     ).fetchone()
     if row:
-        summary.accounts, summary.total_assets, summary.net_assets = row[0], row[1], row[2]
-        summary.net_assets_change = row[3]
+        summary.accounts, summary.accounts_expected, summary.missing_accounts = row[:3]
+        summary.net_assets, summary.total_assets, summary.cash, summary.loans = row[3:7]
+        summary.net_assets_change, summary.change_note = row[7:]
     summary.allocation = [
         (r[0], r[1], r[2])
         for r in con.execute(
@@ -72,10 +80,19 @@ def markdown(summary: DaySummary) -> str:
     """A Markdown preview: totals, allocation by asset class, and any drift from targets."""
     if not summary.accounts:
         return f"No snapshot on {summary.day}."
+    accounts = f"{summary.accounts} accounts"
+    if summary.missing_accounts:
+        accounts = (
+            f"{summary.accounts} of {summary.accounts_expected} accounts (missing "
+            f"{', '.join(summary.missing_accounts)}: the totals leave them out)"
+        )
+    change = _won(summary.net_assets_change)
+    if summary.change_note:
+        change += f", {summary.change_note}"
     lines = [
-        f"**{summary.day}**: {summary.accounts} accounts, net assets "
-        f"{_won(summary.net_assets)} (change {_won(summary.net_assets_change)}), total assets "
-        f"{_won(summary.total_assets)}",
+        f"**{summary.day}**: {accounts}, net assets {_won(summary.net_assets)} (change "
+        f"{change}), total assets {_won(summary.total_assets)}, cash {_won(summary.cash)}, "
+        f"loans {_won(summary.loans)}",
         "",
         "| asset class | market value | weight |",
         "| --- | ---: | ---: |",

@@ -14,18 +14,18 @@ rounded, and displayed won amounts drop anything below 1 won by truncation towar
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from functools import cache
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import jinja2
 
 from pipelines.storage.roots import DataRoot, Location, Storage, open_root
-from pipelines.warehouse import warehouse
+from pipelines.warehouse import views, warehouse
 
 #: Korean myriad units, largest first (1경 = 10^16); amounts above 10^20 count in 경.
 UNITS = ((10**16, "경"), (10**12, "조"), (10**8, "억"), (10**4, "만"))
@@ -401,10 +401,15 @@ def _pnl(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Any] | None:
 
 @dataclass
 class Series:
+    """One panel's points: a value per snapshot date, None where nothing is drawn (an unknown
+    value, or a consolidated total that leaves an account out); `incomplete` says why, by
+    date."""
+
     key: str
     label: str
     colour: str
-    points: list[tuple[date, Decimal]]
+    points: list[tuple[date, Decimal | None]]
+    incomplete: dict[date, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -413,6 +418,15 @@ class Point:
     value: str  # exact
     cx: str
     cy: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Incomplete:
+    """A day drawn as a marker instead of a value: a total that leaves an account out."""
+
+    day: date
+    x: str
     title: str
 
 
@@ -426,6 +440,7 @@ class Panel:
     lowest: str
     lines: list[str]  # the `points` of each polyline
     points: list[Point]
+    incomplete: list[Incomplete]
 
 
 @dataclass(frozen=True)
@@ -461,37 +476,73 @@ LINE_WIDTH, LINE_PLOT_X, LINE_PLOT_RIGHT = 960, 120, 940
 TICK_SPACING = 80
 PANEL_TITLE, PANEL_PLOT, PANEL_GAP, AXIS_HEIGHT = 24, 96, 22, 28
 
+Value = TypeVar("Value")
 
-def segments(points: Sequence[tuple[date, Decimal]]) -> Iterator[list[tuple[date, Decimal]]]:
+
+def segments(
+    points: Sequence[tuple[date, Value | None]],
+) -> Iterator[list[tuple[date, Value]]]:
     """Runs of consecutive snapshots no more than GAP_DAYS apart: a line is drawn within a
-    run, never across the gap between two."""
-    run: list[tuple[date, Decimal]] = []
-    for point in points:
-        if run and (point[0] - run[-1][0]).days > GAP_DAYS:
+    run, never across the gap between two, nor across a point without a value (None)."""
+    run: list[tuple[date, Value]] = []
+    for day, value in points:
+        if run and (value is None or (day - run[-1][0]).days > GAP_DAYS):
             yield run
             run = []
-        run.append(point)
+        if value is not None:
+            run.append((day, value))
     if run:
         yield run
 
 
-def _line_chart(chart_id: str, series: Sequence[Series]) -> LineChart:
-    dates = sorted({d for s in series for d, _ in s.points})
-    first, last = dates[0], dates[-1]
-    span_days = (last - first).days
-    plot_w = LINE_PLOT_RIGHT - LINE_PLOT_X
+@dataclass(frozen=True)
+class TimeAxis:
+    """The dates of a time chart: x positions, labelled ticks and the gaps between runs."""
 
-    def x(day: date) -> Decimal:
+    dates: list[date]
+
+    def x(self, day: date) -> Decimal:
+        first, last = self.dates[0], self.dates[-1]
+        span_days = (last - first).days
+        plot_w = LINE_PLOT_RIGHT - LINE_PLOT_X
         if not span_days:
             return Decimal(LINE_PLOT_X + plot_w // 2)
         return LINE_PLOT_X + Decimal((day - first).days * plot_w) / span_days
 
+    def gaps(self) -> list[Gap]:
+        """Days between runs of snapshots: shaded in every panel, nothing drawn across."""
+        return [
+            Gap(_px(self.x(a)), _px(self.x(b) - self.x(a)), f"{a} – {b}: 스냅샷 없음 no snapshot")
+            for a, b in pairwise(self.dates)
+            if (b - a).days > GAP_DAYS
+        ]
+
+    def ticks(self) -> list[Tick]:
+        """Labelled dates at least TICK_SPACING apart, the first and the last always."""
+        last = self.dates[-1]
+        ticks: list[date] = []
+        for d in self.dates:
+            if not ticks or self.x(d) - self.x(ticks[-1]) >= TICK_SPACING:
+                ticks.append(d)
+        if ticks[-1] != last:
+            if self.x(last) - self.x(ticks[-1]) < TICK_SPACING:
+                ticks.pop()  # never the first: first and last are the plot's two ends
+            ticks.append(last)
+        return [
+            Tick(_px(self.x(d)), "end" if d == last and len(ticks) > 1 else "middle", d.isoformat())
+            for d in ticks
+        ]
+
+
+def _line_chart(chart_id: str, series: Sequence[Series]) -> LineChart:
+    axis = TimeAxis(sorted({d for s in series for d, _ in s.points}))
     panel_height = PANEL_TITLE + PANEL_PLOT + PANEL_GAP
     panels = []
     for i, s in enumerate(series):
         top = i * panel_height
         plot_top = top + PANEL_TITLE
-        values = [v for _, v in s.points]
+        known = [(d, v) for d, v in s.points if v is not None]
+        values = [v for _, v in known] or [Decimal(0)]
         low, high = min(values), max(values)
         if low == high:
             low, high = low - 1, high + 1
@@ -503,59 +554,69 @@ def _line_chart(chart_id: str, series: Sequence[Series]) -> LineChart:
                 ctx.prec = 80
                 return plot_top + 4 + (high - value) * (PANEL_PLOT - 8) / (high - low)
 
-        latest_day, latest = s.points[-1]
+        latest = f"{known[-1][0]}: {format_krw(known[-1][1])}" if known else "—"
         panels.append(
             Panel(
                 series=s,
                 top=top,
                 plot_top=plot_top,
-                latest=f"{latest_day}: {format_krw(latest)}",
+                latest=latest,
                 highest=format_krw_short(max(values)),
                 lowest=format_krw_short(min(values)),
                 lines=[
-                    " ".join(f"{_px(x(d))},{_px(y(v))}" for d, v in run)
+                    " ".join(f"{_px(axis.x(d))},{_px(y(v))}" for d, v in run)
                     for run in segments(s.points)
                     if len(run) > 1
                 ],
                 points=[
-                    Point(d, _exact(v), _px(x(d)), _px(y(v)), f"{s.label} {d}: {format_krw(v)}")
-                    for d, v in s.points
+                    Point(
+                        d, _exact(v), _px(axis.x(d)), _px(y(v)), f"{s.label} {d}: {format_krw(v)}"
+                    )
+                    for d, v in known
+                ],
+                incomplete=[
+                    Incomplete(d, _px(axis.x(d)), f"{d}: {why}")
+                    for d, why in sorted(s.incomplete.items())
                 ],
             )
         )
-    # Days between runs of snapshots: shaded in every panel, with nothing drawn across them.
-    gaps = [
-        Gap(_px(x(a)), _px(x(b) - x(a)), f"{a} – {b}: 스냅샷 없음 no snapshot")
-        for a, b in pairwise(dates)
-        if (b - a).days > GAP_DAYS
-    ]
-    ticks: list[date] = []
-    for d in dates:  # labelled dates at least TICK_SPACING apart, the last one always
-        if not ticks or x(d) - x(ticks[-1]) >= TICK_SPACING:
-            ticks.append(d)
-    if ticks[-1] != last:
-        if x(last) - x(ticks[-1]) < TICK_SPACING:
-            ticks.pop()  # never the first: first and last are the plot's two ends
-        ticks.append(last)
     return LineChart(
         id=chart_id,
         width=LINE_WIDTH,
         height=len(series) * panel_height + AXIS_HEIGHT,
         plot_x=LINE_PLOT_X,
         plot_right=LINE_PLOT_RIGHT,
-        plot_width=plot_w,
+        plot_width=LINE_PLOT_RIGHT - LINE_PLOT_X,
         plot_height=PANEL_PLOT,
         panels=panels,
-        gaps=gaps,
+        gaps=axis.gaps(),
         axis_y=len(series) * panel_height + 4,
-        ticks=[
-            Tick(_px(x(d)), "end" if d == last and len(ticks) > 1 else "middle", d.isoformat())
-            for d in ticks
-        ],
+        ticks=axis.ticks(),
     )
 
 
-def _net_assets(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Any] | None:
+def _incomplete_days(con: duckdb.DuckDBPyConnection, day: date) -> dict[date, str]:
+    """The days of the charts' year whose consolidated figures leave an account out, and why."""
+    rows = _query(
+        con,
+        "SELECT snapshot_date, accounts, accounts_expected, missing_accounts "
+        "FROM consolidated_net_assets WHERE NOT is_complete "
+        f"AND snapshot_date <= ? AND snapshot_date > ? - {NET_ASSETS_DAYS}",
+        day,
+    )
+    return {
+        r["snapshot_date"]: (
+            f"계좌 {r['accounts']}/{r['accounts_expected']}개만 · only {r['accounts']} of "
+            f"{r['accounts_expected']} accounts (missing {', '.join(r['missing_accounts'])}): "
+            "합계는 그리지 않음 · the total is not drawn"
+        )
+        for r in rows
+    }
+
+
+def _net_assets(
+    con: duckdb.DuckDBPyConnection, day: date, incomplete: dict[date, str]
+) -> dict[str, Any] | None:
     totals = _query(
         con,
         "SELECT snapshot_date, net_assets FROM consolidated_net_assets "
@@ -567,11 +628,14 @@ def _net_assets(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Any] | N
         return None
     accounts = _query(
         con,
-        # account_summary, not net_asset_history: the view's window functions would run over
-        # every day of history for the few points drawn
-        "SELECT account_id, product_code, snapshot_date, nass_tot_amt AS net_assets "
-        f"FROM account_summary WHERE snapshot_date <= ? AND snapshot_date > ? - {NET_ASSETS_DAYS} "
-        "ORDER BY account_id, snapshot_date",
+        # the tables, not net_asset_history: the view's window functions would run over every
+        # day of history for the few points drawn
+        "SELECT s.account_id, s.product_code, s.snapshot_date, c.real_nass_amt AS net_assets "
+        "FROM account_summary s LEFT JOIN asset_categories c "
+        "ON c.is_total AND c.account_id = s.account_id AND c.snapshot_date = s.snapshot_date "
+        f"AND c.snapshot_date <= ? AND c.snapshot_date > ? - {NET_ASSETS_DAYS} "
+        f"WHERE s.snapshot_date <= ? AND s.snapshot_date > ? - {NET_ASSETS_DAYS} "
+        "ORDER BY s.account_id, s.snapshot_date",
         day,
     )
     series = [
@@ -579,7 +643,12 @@ def _net_assets(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Any] | N
             "total",
             "합계 Total (all accounts)",
             TOTAL_COLOUR,
-            [(r["snapshot_date"], r["net_assets"]) for r in totals],
+            # a day that leaves an account out is marked, not drawn: it would read as a loss
+            [
+                (r["snapshot_date"], None if r["snapshot_date"] in incomplete else r["net_assets"])
+                for r in totals
+            ],
+            incomplete,
         )
     ]
     for row in accounts:
@@ -591,33 +660,210 @@ def _net_assets(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Any] | N
     return {
         "chart": _line_chart("chart-net-assets", series),
         "missing_today": totals[-1]["snapshot_date"] != day,
+        "incomplete": len(incomplete),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Allocation over time: a stacked area of asset-class shares per day
+
+
+@dataclass(frozen=True)
+class Area:
+    asset_class: str
+    ko: str
+    en: str
+    colour: str
+    polygons: list[str]  # the `points` of each polygon, one per run of snapshot days
+    title: str
+
+
+@dataclass(frozen=True)
+class AreaPanel:
+    key: str
+    label: str
+    top: int
+    plot_top: int
+    areas: list[Area]
+    incomplete: list[Incomplete]
+
+
+@dataclass(frozen=True)
+class LegendEntry:
+    ko: str
+    en: str
+    colour: str
+
+
+@dataclass(frozen=True)
+class AreaChart:
+    id: str
+    width: int
+    height: int
+    plot_x: int
+    plot_width: int
+    plot_height: int
+    panels: list[AreaPanel]
+    gaps: list[Gap]
+    axis_y: int
+    ticks: list[Tick]
+    legend: list[LegendEntry]
+
+
+SINGLE_DAY_HALF_WIDTH = Decimal(2)  # a day alone between gaps: a column 4 pixels wide
+
+
+def _area_panel(
+    axis: TimeAxis,
+    key: str,
+    label: str,
+    top: int,
+    shares: dict[date, dict[str, Decimal]],
+    incomplete: dict[date, str],
+) -> AreaPanel:
+    """Each asset class's share of the day stacked from the bottom (in ASSET_CLASSES order),
+    one polygon per run of snapshot days; a day in `incomplete` is marked, not drawn."""
+    plot_top = top + PANEL_TITLE
+    bottom = plot_top + PANEL_PLOT
+    days = sorted(shares)
+    present = [c for c in ASSET_CLASSES if any(shares[d].get(c) for d in days)]
+    present += sorted({c for d in days for c in shares[d]} - set(ASSET_CLASSES) - {None})
+    below: dict[date, Decimal] = dict.fromkeys(days, Decimal(0))
+
+    def y(share: Decimal) -> Decimal:
+        with localcontext() as ctx:
+            ctx.prec = 80
+            return bottom - share * PANEL_PLOT / 100
+
+    areas = []
+    for asset_class in present:
+        ko, en, colour = _class_labels(asset_class)
+        edges = {d: (below[d], below[d] + shares[d].get(asset_class, Decimal(0))) for d in days}
+        polygons = []
+        for run in segments([(d, None if d in incomplete else edges[d]) for d in days]):
+            xs = [axis.x(d) for d, _ in run]
+            if len(run) == 1:  # one day alone: a narrow column
+                run, xs = run * 2, [xs[0] - SINGLE_DAY_HALF_WIDTH, xs[0] + SINGLE_DAY_HALF_WIDTH]
+            upper = [f"{_px(x)},{_px(y(high))}" for x, (_, (_, high)) in zip(xs, run, strict=True)]
+            lower = [f"{_px(x)},{_px(y(low))}" for x, (_, (low, _)) in zip(xs, run, strict=True)]
+            polygons.append(" ".join(upper + lower[::-1]))
+        drawn = [d for d in days if d not in incomplete]
+        first, last = (drawn[0], drawn[-1]) if drawn else (days[0], days[-1])
+        title = (
+            f"{ko} {en}: {_pct(shares[first].get(asset_class, Decimal(0)))} ({first}) → "
+            f"{_pct(shares[last].get(asset_class, Decimal(0)))} ({last})"
+        )
+        areas.append(Area(asset_class, ko, en, colour, polygons, title))
+        for d in days:
+            below[d] = edges[d][1]
+    return AreaPanel(
+        key=key,
+        label=label,
+        top=top,
+        plot_top=plot_top,
+        areas=areas,
+        incomplete=[
+            Incomplete(d, _px(axis.x(d)), f"{d}: {why}")
+            for d, why in sorted(incomplete.items())
+            if d in shares
+        ],
+    )
+
+
+def _allocation_over_time(
+    con: duckdb.DuckDBPyConnection, day: date, incomplete: dict[date, str]
+) -> dict[str, Any] | None:
+    """Asset-class shares per day over the charts' year: every account together
+    (consolidated_allocation) and each account (allocation_history)."""
+    window = f"snapshot_date <= ? AND snapshot_date > ? - {NET_ASSETS_DAYS}"
+    consolidated = _query(
+        con,
+        "SELECT snapshot_date, asset_class, weight_pct FROM consolidated_allocation "
+        f"WHERE {window} AND weight_pct IS NOT NULL ORDER BY snapshot_date",
+        day,
+    )
+    if not consolidated:
+        return None
+    per_account = _query(
+        con,
+        "SELECT account_id, snapshot_date, asset_class, "
+        "any_value(asset_class_weight_pct) AS weight_pct FROM allocation_history "
+        f"WHERE {window} GROUP BY ALL ORDER BY account_id, snapshot_date",
+        day,
+    )
+    panels: list[tuple[str, str, dict[date, dict[str, Decimal]], dict[date, str]]] = []
+    shares: dict[date, dict[str, Decimal]] = {}
+    for r in consolidated:
+        shares.setdefault(r["snapshot_date"], {})[r["asset_class"]] = r["weight_pct"]
+    panels.append(("total", "합계 Total (all accounts)", shares, incomplete))
+    for r in per_account:
+        if r["weight_pct"] is None:
+            continue
+        if panels[-1][0] != r["account_id"]:
+            product_code = r["account_id"].rpartition("-")[2]
+            label = f"{r['account_id']} (상품 product {product_code})"
+            panels.append((r["account_id"], label, {}, {}))
+        panels[-1][2].setdefault(r["snapshot_date"], {})[r["asset_class"]] = r["weight_pct"]
+    axis = TimeAxis(sorted({d for _, _, s, _ in panels for d in s}))
+    panel_height = PANEL_TITLE + PANEL_PLOT + PANEL_GAP
+    drawn = [
+        _area_panel(axis, key, label, i * panel_height, s, marks)
+        for i, (key, label, s, marks) in enumerate(panels)
+    ]
+    classes = list(dict.fromkeys(a.asset_class for p in drawn for a in p.areas))
+    legend = [LegendEntry(*_class_labels(c)) for c in classes]
+    height = len(drawn) * panel_height
+    return {
+        "chart": AreaChart(
+            id="chart-allocation-over-time",
+            width=LINE_WIDTH,
+            height=height + AXIS_HEIGHT,
+            plot_x=LINE_PLOT_X,
+            plot_width=LINE_PLOT_RIGHT - LINE_PLOT_X,
+            plot_height=PANEL_PLOT,
+            panels=drawn,
+            gaps=axis.gaps(),
+            axis_y=height + 4,
+            ticks=axis.ticks(),
+            legend=legend,
+        ),
     }
 
 
 #: net_asset_history's row for each account on one day, computed from that day and each
 #: account's previous snapshot alone: the view's window functions would hold every day of
 #: history in memory for it (tests check both agree on every day).
-ACCOUNTS_ON_DAY = """
-WITH today AS (
-    SELECT account_id, product_code, tot_asst_amt AS total_assets, nass_tot_amt AS net_assets,
-           pchs_amt_smtl AS purchase_amount, evlu_pfls_amt_smtl AS unrealized_pnl
-    FROM account_summary WHERE snapshot_date = ?
+ACCOUNTS_ON_DAY = f"""
+WITH totals AS ({views.output1_totals("snapshot_date = ?")}),
+today AS (
+    SELECT s.account_id, s.product_code, t.net_assets, s.tot_asst_amt AS total_assets,
+           s.evlu_amt_smtl AS securities_value, t.cash, s.loan_amt_smtl AS loans,
+           t.purchase_amount, t.unrealized_pnl
+    FROM account_summary s LEFT JOIN totals t USING (account_id)
+    WHERE s.snapshot_date = ?
 ),
 previous AS (
-    SELECT account_id, max(snapshot_date) AS previous_snapshot_date,
-           arg_max(nass_tot_amt, snapshot_date) AS previous_net_assets
+    SELECT account_id, max(snapshot_date) AS previous_snapshot_date
     FROM account_summary WHERE snapshot_date < ? GROUP BY account_id
+),
+previous_net AS (
+    SELECT p.account_id, p.previous_snapshot_date, c.real_nass_amt AS previous_net_assets
+    FROM previous p LEFT JOIN asset_categories c
+      ON c.is_total AND c.account_id = p.account_id
+     AND c.snapshot_date = p.previous_snapshot_date AND c.snapshot_date < ?
 )
-SELECT t.account_id, t.product_code, t.total_assets, t.net_assets, t.purchase_amount,
-       t.unrealized_pnl, p.previous_snapshot_date,
+SELECT t.account_id, t.product_code, t.net_assets, t.total_assets, t.securities_value, t.cash,
+       t.loans, t.purchase_amount, t.unrealized_pnl, p.previous_snapshot_date,
        ? - p.previous_snapshot_date AS days_since_previous,
        t.net_assets - p.previous_net_assets AS net_assets_change
-FROM today t LEFT JOIN previous p USING (account_id)
+FROM today t LEFT JOIN previous_net p USING (account_id)
 ORDER BY account_id
 """
 
 TOTALS_ON_DAY = (
-    "SELECT accounts, total_assets, net_assets, unrealized_pnl, net_assets_change "
+    "SELECT accounts, accounts_expected, is_complete, missing_accounts, net_assets, "
+    "total_assets, securities_value, cash, loans, unrealized_pnl, previous_snapshot_date, "
+    "net_assets_change, net_assets_change_accounts, net_assets_change_note "
     "FROM consolidated_net_assets WHERE snapshot_date = ?"
 )
 
@@ -630,10 +876,19 @@ def _totals(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Any] | None:
     [t] = rows
     return {
         "accounts": t["accounts"],
-        "total_assets": _amount(t["total_assets"]),
+        "accounts_expected": t["accounts_expected"],
+        "is_complete": t["is_complete"],
+        "missing_accounts": t["missing_accounts"],
         "net_assets": _amount(t["net_assets"]),
-        "net_assets_change": _amount(t["net_assets_change"], signed=True),
+        "total_assets": _amount(t["total_assets"]),
+        "securities_value": _amount(t["securities_value"]),
+        "cash": _amount(t["cash"]),
+        "loans": _amount(t["loans"]),
         "unrealized_pnl": _amount(t["unrealized_pnl"], signed=True),
+        "previous": t["previous_snapshot_date"],
+        "net_assets_change": _amount(t["net_assets_change"], signed=True),
+        "change_accounts": t["net_assets_change_accounts"],
+        "change_note": t["net_assets_change_note"],
     }
 
 
@@ -645,8 +900,11 @@ def _accounts(con: duckdb.DuckDBPyConnection, day: date) -> list[dict[str, Any]]
         {
             "account_id": r["account_id"],
             "product_code": r["product_code"],
-            "total_assets": _amount(r["total_assets"]),
             "net_assets": _amount(r["net_assets"]),
+            "total_assets": _amount(r["total_assets"]),
+            "securities_value": _amount(r["securities_value"]),
+            "cash": _amount(r["cash"]),
+            "loans": _amount(r["loans"]),
             "change": _amount(r["net_assets_change"], signed=True),
             "previous": r["previous_snapshot_date"],
             "days_since_previous": r["days_since_previous"],
@@ -659,13 +917,15 @@ def _accounts(con: duckdb.DuckDBPyConnection, day: date) -> list[dict[str, Any]]
 
 def render_report(con: duckdb.DuckDBPyConnection, day: date) -> str:
     """The portfolio report for `day` as one self-contained HTML page (inline CSS and SVG)."""
+    incomplete = _incomplete_days(con, day)
     return _render(
         "report.html.j2",
         day=day,
         totals=_totals(con, day),
         asset_classes=_asset_classes(con, day),
         categories=_categories(con, day),
-        net_assets=_net_assets(con, day),
+        net_assets=_net_assets(con, day, incomplete),
+        allocation_over_time=_allocation_over_time(con, day, incomplete),
         pnl=_pnl(con, day),
         accounts=_accounts(con, day),
         gap_days=GAP_DAYS,

@@ -121,6 +121,14 @@ CHECKS: tuple[Check, ...] = (
         "output2.tot_asst_amt equals the 합계 row's evlu_amt.",
     ),
     Check(
+        "net_assets_match",
+        "account_summary",
+        Effect.WARN,
+        "The 합계 row's real_nass_amt (net assets) equals output2 tot_asst_amt − loan_amt_smtl "
+        "(likely, not known: KIS's published answers had no loan to show it). The rows are "
+        "written either way; net assets are read from the 합계 row.",
+    ),
+    Check(
         "unique_accounts",
         "account_summary",
         Effect.WITHHOLD,
@@ -160,9 +168,14 @@ class Outcome:
 
 def _off(label: str, actual: Decimal | None, expected_label: str, expected: Decimal | None) -> str:
     return (
-        f"{label}: {actual} ≠ {expected_label} {expected} "
-        f"(off by {_amount(actual) - _amount(expected)})"
+        f"{label}: {_text(actual)} ≠ {expected_label} {_text(expected)} "
+        f"(off by {_text(_amount(actual) - _amount(expected))})"
     )
+
+
+def _text(value: Decimal | None) -> str:
+    """An amount as plain digits ("0.00000000", never "0E-8"), or NULL."""
+    return "NULL" if value is None else format(value, "f")
 
 
 def _amount(value: Decimal | None) -> Decimal:
@@ -343,7 +356,7 @@ def run(
         .to_pylist()
     ):
         anchored.setdefault(tuple(row[k] for k in keys), {})[row["category_code"]] = row
-    fields = [name for name, _ in OUTPUT2_ROWS] + ["tot_asst_amt"]
+    fields = [name for name, _ in OUTPUT2_ROWS] + ["tot_asst_amt", "loan_amt_smtl"]
     summary_rows = summary.select([*_keys(summary), *fields]).to_pylist()
     for totals_row in summary_rows:
         key = tuple(totals_row[k] for k in keys)
@@ -371,6 +384,18 @@ def run(
                     total["evlu_amt"],
                 ),
             )
+        if total is not None:
+            gross, loans = _amount(totals_row["tot_asst_amt"]), _amount(totals_row["loan_amt_smtl"])
+            if _amount(total["real_nass_amt"]) != gross - loans:
+                problem(
+                    "net_assets_match",
+                    _off(
+                        f"{where}, 합계 real_nass_amt",
+                        total["real_nass_amt"],
+                        f"tot_asst_amt {_text(gross)} − loan_amt_smtl {_text(loans)} =",
+                        gross - loans,
+                    ),
+                )
 
     summary_keys = Counter(tuple(row[k] for k in _keys(summary)) for row in summary_rows)
     for key, count in summary_keys.items():

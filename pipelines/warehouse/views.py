@@ -1,4 +1,4 @@
-"""The warehouse's reporting views (SQL) and the glossary that comments every column.
+"""The warehouse's reporting views and table macros (SQL), and the glossary of every column.
 
 The base views `asset_categories` and `account_summary` keep the KIS field names; the views
 here use plain English names. Every column of every view must have a glossary entry: the
@@ -7,6 +7,7 @@ warehouse refuses to build otherwise.
 
 from __future__ import annotations
 
+from pipelines.kis import layouts
 from pipelines.kis.protocol import OUTPUT2_FIELDS
 
 OUTPUT1_KO = {
@@ -42,16 +43,35 @@ GLOSSARY: dict[str, str] = {
     "asset_class_weight_pct": "Weight of the row's asset class in the account that day, percent.",
     "return_pct": "Unrealized P&L in percent of the purchase amount (NULL when nothing was "
     "bought).",
-    "total_assets": "Total assets (총자산금액, tot_asst_amt), KRW.",
-    "net_assets": "Net assets (순자산총금액, nass_tot_amt), KRW.",
-    "securities_value": "Market value of securities (평가금액합계, evlu_amt_smtl), KRW.",
-    "previous_snapshot_date": "The account's previous snapshot date (NULL for the first).",
+    "net_assets": "Net assets (실제순자산금액, the 합계 row's real_nass_amt): every category, "
+    "cash and foreign currency included, less credit loans, KRW. NULL when the answer had no "
+    "output1 합계 row: unknown (output2's nass_tot_amt is securities only, never used for it).",
+    "total_assets": "Total assets (총자산금액, output2 tot_asst_amt): every category at market "
+    "value, before loans, KRW.",
+    "securities_value": "Securities only (평가금액합계, output2 evlu_amt_smtl, = nass_tot_amt in "
+    "KIS's answers: the 주식 and 해외주식 rows), KRW. Not the account's net assets.",
+    "cash": "Cash: the deposit rows' evlu_amt added up (예수금, 예수금+CMA, 청약자예수금, chosen "
+    "by category_code), KRW. NULL when the answer had no output1.",
+    "loans": "Loans (대출금액합계, output2 loan_amt_smtl), KRW.",
+    "previous_snapshot_date": "The previous snapshot date (NULL for the first): the account's "
+    "own, or in consolidated_net_assets the previous date with any account's snapshot.",
     "days_since_previous": "Calendar days since the previous snapshot: more than 1 marks a gap "
     "(weekend, holiday, missed run); nothing is interpolated.",
     "total_assets_change": "Total assets minus the previous snapshot's, KRW.",
-    "net_assets_change": "Net assets minus the previous snapshot's, KRW.",
-    "net_assets_change_since_first": "Net assets minus the account's first snapshot's, KRW.",
+    "net_assets_change": "Net assets minus the previous snapshot's, KRW (NULL when either is "
+    "unknown).",
+    "net_assets_change_since_first": "Net assets minus the account's first known net assets, KRW.",
     "accounts": "Number of accounts with a snapshot that day.",
+    "accounts_expected": "Number of accounts expected that day: each account from its first "
+    "snapshot on; a configured account (table capture_accounts) up to today, an account no "
+    "longer configured up to its last snapshot.",
+    "is_complete": "Whether every expected account has a snapshot: false marks a total that "
+    "leaves an account out (which is not a loss).",
+    "missing_accounts": "The expected accounts without a snapshot (empty when complete).",
+    "net_assets_change_accounts": "How many accounts the change covers: those with net assets "
+    "on both this date and the previous one.",
+    "net_assets_change_note": "Why the change is NULL, or what it leaves out (NULL when it "
+    "covers every account of both dates).",
     "has_snapshot": "Whether the account has a snapshot that day (false: a gap).",
     "target_pct": "Target weight of the asset class, percent (targets file).",
     "tolerance_pct": "Allowed distance from the target, percentage points (targets file).",
@@ -59,41 +79,172 @@ GLOSSARY: dict[str, str] = {
     "within_band": "Whether the actual weight is within target ± tolerance.",
     "capture_day": "A capture day (KIS_CAPTURE_DAYS, Asia/Seoul) whose capture window closed "
     "without the account's snapshot: a gap that can no longer be filled.",
+    "month": "The month (its first day).",
+    "is_consolidated": "True on the row of every account together (account_id NULL), false on "
+    "one account's row.",
+    "snapshots": "Snapshots in the month.",
+    "previous_month": "The previous month with a snapshot (of the account; on a consolidated "
+    "row, of any account).",
+    # columns of the table macros allocation_as_of and net_assets_as_of
+    "as_of": "The date asked for: each account's newest snapshot on or before it.",
+    "days_old": "Calendar days from the account's snapshot to as_of (0: that very day).",
 }
+
+#: What a column means in one view, where that is more precise than GLOSSARY's entry.
+VIEW_GLOSSARY: dict[tuple[str, str], str] = {
+    ("net_asset_history", "purchase_amount"): "Purchase amount of the whole account (the 합계 "
+    "row's pchs_amt; deposits and foreign currency are sent as 0), KRW.",
+    ("net_asset_history", "unrealized_pnl"): "Unrealized P&L of the whole account (the 합계 "
+    "row's evlu_pfls_amt), KRW.",
+    ("consolidated_net_assets", "net_assets"): "The net assets (합계 real_nass_amt) of every "
+    "account with a snapshot that day, added up, KRW; a day that is not complete leaves the "
+    "missing accounts out: compare like with like through net_assets_change.",
+    ("consolidated_net_assets", "net_assets_change"): "Like for like: each account's change "
+    "from the previous date with any snapshot, added up over the accounts with net assets on "
+    "both dates only, KRW; NULL (see net_assets_change_note) when no account is on both. A "
+    "missing account never shows as a loss.",
+    ("consolidated_net_assets", "unrealized_pnl"): "Unrealized P&L (합계 evlu_pfls_amt) of the "
+    "day's accounts added up, KRW.",
+    ("net_assets_monthly", "account_id"): "KIS account number CANO-ACNT_PRDT_CD; NULL on a "
+    "consolidated row (is_consolidated).",
+    ("net_assets_monthly", "snapshot_date"): "The month-end snapshot: the account's last "
+    "snapshot of the month (on a consolidated row, the latest of them).",
+    ("net_assets_monthly", "snapshots"): "Snapshots in the month: the account's snapshot days "
+    "(on a consolidated row, the days with any account's snapshot).",
+    ("net_assets_monthly", "accounts"): "Accounts with a snapshot in the month (1 on an "
+    "account's row).",
+    ("net_assets_monthly", "accounts_expected"): "Accounts expected in the month: from the "
+    "month of an account's first snapshot on; a configured account up to today, one no longer "
+    "configured up to the month of its last snapshot (1 on an account's row).",
+    ("net_assets_monthly", "is_complete"): "Whether every expected account has a snapshot in "
+    "the month (true on an account's row).",
+    ("net_assets_monthly", "missing_accounts"): "Expected accounts without any snapshot in the "
+    "month.",
+    ("net_assets_monthly", "net_assets"): "Month-end net assets (합계 real_nass_amt) at the "
+    "account's last snapshot of the month; on a consolidated row, added up over the accounts "
+    "with a snapshot in the month, each at its own last snapshot, KRW.",
+    ("net_assets_monthly", "total_assets"): "Month-end total assets (tot_asst_amt), taken as "
+    "net_assets is, KRW.",
+    ("net_assets_monthly", "net_assets_change"): "Month-end net assets minus the previous "
+    "month-end's (previous_month), KRW; on a consolidated row like for like, over the "
+    "accounts with net assets at both month-ends only.",
+    ("net_assets_monthly", "net_assets_change_accounts"): "How many accounts the change covers "
+    "(those with net assets at both month-ends).",
+    ("net_assets_monthly", "net_assets_change_note"): "Why the change is NULL, or what it "
+    "leaves out (NULL when it covers every account of both months).",
+}
+
+#: Every account's expected span: from its first snapshot, up to today if it is configured
+#: (in capture_accounts; every account is, when that table is empty), else up to its last.
+ACCOUNT_SPANS = """
+    SELECT account_id, min(snapshot_date) AS first_day, max(snapshot_date) AS last_day,
+           account_id IN (SELECT account_id FROM capture_accounts)
+           OR NOT EXISTS (SELECT 1 FROM capture_accounts) AS configured
+    FROM account_summary GROUP BY account_id
+"""
+
+
+def _expected_accounts(periods: str, period: str, present: str) -> str:
+    """accounts_expected and missing_accounts per row of `periods` (a date, or a month: its
+    column `period`): the accounts whose span (ACCOUNT_SPANS) reaches into the period, and
+    those of them without a row in `present` for it."""
+    end = f"last_day(p.{period})" if period == "month" else f"p.{period}"
+    return f"""
+    SELECT p.{period}, count(*) AS accounts_expected,
+           coalesce(list(sp.account_id ORDER BY sp.account_id)
+                        FILTER (WHERE s.account_id IS NULL), []) AS missing_accounts
+    FROM {periods} p
+    JOIN ({ACCOUNT_SPANS}) sp
+      ON sp.first_day <= {end} AND (sp.configured OR sp.last_day >= p.{period})
+    LEFT JOIN {present} s ON s.account_id = sp.account_id AND s.{period} = p.{period}
+    GROUP BY p.{period}
+    """
+
+
+#: The deposit rows, as an SQL list of category codes (declared in layouts.py).
+CASH_CODES_SQL = ", ".join(f"'{code}'" for code in sorted(layouts.CASH_DEPOSIT_CODES))
+
+
+def output1_totals(where: str = "true") -> str:
+    """Per account and day, from output1 in one filtered pass (no correlated subquery): the 합계
+    row's net assets, purchase amount and P&L, and the deposit rows added up as cash. `where`
+    narrows the rows (e.g. to one day)."""
+    return f"""
+    SELECT snapshot_date, account_id,
+           sum(real_nass_amt) FILTER (WHERE is_total) AS net_assets,
+           sum(pchs_amt) FILTER (WHERE is_total) AS purchase_amount,
+           sum(evlu_pfls_amt) FILTER (WHERE is_total) AS unrealized_pnl,
+           sum(evlu_amt) FILTER (WHERE NOT is_total) AS cash
+    FROM asset_categories
+    WHERE (is_total OR category_code IN ({CASH_CODES_SQL})) AND ({where})
+    GROUP BY snapshot_date, account_id
+    """
+
+
+#: latest_allocation's columns (allocation_as_of's too).
+ALLOCATION_COLUMNS = """
+    snapshot_date, account_id, product_code, layout, category_seq, category_code,
+    category_ko, category_en, asset_class, is_total,
+    pchs_amt AS purchase_amount, evlu_amt AS market_value,
+    evlu_pfls_amt AS unrealized_pnl, crdt_lnd_amt AS credit_loan,
+    real_nass_amt AS net_value, whol_weit_rt AS weight_pct, fetched_at
+"""
+
+
+def _like_for_like(period: str, previous: str) -> str:
+    """A consolidated row's net_assets_change, net_assets_change_accounts and
+    net_assets_change_note, from the columns like_for_like, net_assets_change_accounts,
+    accounts and previous_accounts of `c`; `previous` is the previous period as text."""
+    both = f"'on both this {period} and ' || {previous}"
+    return f"""
+        CASE WHEN c.net_assets_change_accounts > 0 THEN c.like_for_like END
+            AS net_assets_change,
+        c.net_assets_change_accounts,
+        CASE
+            WHEN {previous} IS NULL
+                THEN 'the first {period} with a snapshot: nothing to compare with'
+            WHEN c.net_assets_change_accounts = 0
+                THEN 'no account has net assets ' || {both} || ': no change is computed'
+            WHEN c.net_assets_change_accounts < greatest(c.accounts, c.previous_accounts)
+                THEN 'like for like over ' || c.net_assets_change_accounts
+                     || ' account(s) with net assets ' || {both} || ' (' || c.accounts
+                     || ' this {period}, ' || c.previous_accounts || ' then)'
+        END AS net_assets_change_note
+    """
+
 
 DERIVED_VIEWS: dict[str, tuple[str, str]] = {
     "latest_allocation": (
         "Each account's newest snapshot, one row per category (합계 row included).",
-        """
-        SELECT snapshot_date, account_id, product_code, layout, category_seq, category_code,
-               category_ko, category_en, asset_class, is_total,
-               pchs_amt AS purchase_amount, evlu_amt AS market_value,
-               evlu_pfls_amt AS unrealized_pnl, crdt_lnd_amt AS credit_loan,
-               real_nass_amt AS net_value, whol_weit_rt AS weight_pct, fetched_at
+        f"""
+        SELECT {ALLOCATION_COLUMNS}
         FROM asset_categories
         QUALIFY snapshot_date = max(snapshot_date) OVER (PARTITION BY account_id)
         """,
     ),
     "net_asset_history": (
-        "Per account and snapshot date: total assets, net assets, P&L, and the change from the "
-        "previous snapshot and from the first. Gaps show in days_since_previous.",
-        """
+        "Per account and snapshot date: net assets (the 합계 row's real_nass_amt), total "
+        "assets, securities, cash, loans and P&L, with the change from the previous snapshot "
+        "and from the first. Gaps show in days_since_previous.",
+        f"""
+        WITH totals AS ({output1_totals()}),
+        days AS (
+            SELECT s.snapshot_date, s.account_id, s.product_code, t.net_assets,
+                   s.tot_asst_amt AS total_assets, s.evlu_amt_smtl AS securities_value, t.cash,
+                   s.loan_amt_smtl AS loans, t.purchase_amount, t.unrealized_pnl, s.fetched_at
+            FROM account_summary s LEFT JOIN totals t USING (snapshot_date, account_id)
+        )
         SELECT
-            snapshot_date,
-            account_id,
-            product_code,
-            tot_asst_amt AS total_assets,
-            nass_tot_amt AS net_assets,
-            pchs_amt_smtl AS purchase_amount,
-            evlu_amt_smtl AS securities_value,
-            evlu_pfls_amt_smtl AS unrealized_pnl,
+            snapshot_date, account_id, product_code, net_assets, total_assets,
+            securities_value, cash, loans, purchase_amount, unrealized_pnl,
             lag(snapshot_date) OVER w AS previous_snapshot_date,
             snapshot_date - lag(snapshot_date) OVER w AS days_since_previous,
-            tot_asst_amt - lag(tot_asst_amt) OVER w AS total_assets_change,
-            nass_tot_amt - lag(nass_tot_amt) OVER w AS net_assets_change,
-            nass_tot_amt - first_value(nass_tot_amt) OVER w AS net_assets_change_since_first,
+            total_assets - lag(total_assets) OVER w AS total_assets_change,
+            net_assets - lag(net_assets) OVER w AS net_assets_change,
+            net_assets - first_value(net_assets IGNORE NULLS) OVER w
+                AS net_assets_change_since_first,
             fetched_at
-        FROM account_summary
+        FROM days
         WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
         """,
     ),
@@ -143,17 +294,103 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
         """,
     ),
     "consolidated_net_assets": (
-        "All accounts together per snapshot date: total and net assets, P&L, and the change "
-        "from the previous date with any snapshot.",
-        """
-        WITH days AS (
-            SELECT snapshot_date, count(*) AS accounts,
-                   sum(tot_asst_amt) AS total_assets, sum(nass_tot_amt) AS net_assets,
-                   sum(evlu_pfls_amt_smtl) AS unrealized_pnl
-            FROM account_summary GROUP BY snapshot_date
-        )
-        SELECT *, net_assets - lag(net_assets) OVER (ORDER BY snapshot_date) AS net_assets_change
-        FROM days
+        "All accounts together per snapshot date: how many of the expected accounts are in, "
+        "their net assets, total assets, securities, cash, loans and P&L added up, and the "
+        "change from the previous date with any snapshot, like for like (over the accounts on "
+        "both dates only).",
+        f"""
+        WITH dates AS (
+            SELECT snapshot_date,
+                   lag(snapshot_date) OVER (ORDER BY snapshot_date) AS previous_snapshot_date
+            FROM (SELECT DISTINCT snapshot_date FROM account_summary)
+        ),
+        expected AS ({_expected_accounts("dates", "snapshot_date", "account_summary")}),
+        sums AS (
+            SELECT h.snapshot_date, any_value(d.previous_snapshot_date) AS previous_snapshot_date,
+                   count(*) AS accounts,
+                   sum(h.net_assets) AS net_assets, sum(h.total_assets) AS total_assets,
+                   sum(h.securities_value) AS securities_value, sum(h.cash) AS cash,
+                   sum(h.loans) AS loans, sum(h.unrealized_pnl) AS unrealized_pnl,
+                   sum(h.net_assets_change)
+                       FILTER (WHERE h.previous_snapshot_date = d.previous_snapshot_date)
+                       AS like_for_like,
+                   count(h.net_assets_change)
+                       FILTER (WHERE h.previous_snapshot_date = d.previous_snapshot_date)
+                       AS net_assets_change_accounts
+            FROM net_asset_history h JOIN dates d USING (snapshot_date)
+            GROUP BY h.snapshot_date
+        ),
+        c AS (SELECT *, lag(accounts) OVER (ORDER BY snapshot_date) AS previous_accounts FROM sums)
+        SELECT c.snapshot_date, c.accounts, e.accounts_expected,
+               c.accounts = e.accounts_expected AS is_complete, e.missing_accounts,
+               c.net_assets, c.total_assets, c.securities_value, c.cash, c.loans,
+               c.unrealized_pnl, c.previous_snapshot_date,
+               {_like_for_like("date", "CAST(c.previous_snapshot_date AS VARCHAR)")}
+        FROM c JOIN expected e USING (snapshot_date)
+        """,
+    ),
+    "net_assets_monthly": (
+        "Month-end net assets per account and for every account together (is_consolidated), "
+        "with the change from the previous month-end and the month's snapshot count. An "
+        "account counts at its own last snapshot of the month; the consolidated change is like "
+        "for like (over the accounts at both month-ends only).",
+        f"""
+        WITH history AS (
+            SELECT CAST(date_trunc('month', snapshot_date) AS DATE) AS month, snapshot_date,
+                   account_id, net_assets, total_assets
+            FROM net_asset_history
+        ),
+        ends AS (
+            SELECT month, account_id, snapshot_date, net_assets, total_assets,
+                   count(*) OVER m AS snapshots
+            FROM history
+            WINDOW m AS (PARTITION BY account_id, month)
+            QUALIFY snapshot_date = max(snapshot_date) OVER m
+        ),
+        per_account AS (
+            SELECT *, lag(month) OVER w AS previous_month,
+                   net_assets - lag(net_assets) OVER w AS net_assets_change
+            FROM ends
+            WINDOW w AS (PARTITION BY account_id ORDER BY month)
+        ),
+        months AS (
+            SELECT month, count(DISTINCT snapshot_date) AS snapshots,
+                   lag(month) OVER (ORDER BY month) AS previous_month
+            FROM history GROUP BY month
+        ),
+        expected AS ({_expected_accounts("months", "month", "per_account")}),
+        sums AS (
+            SELECT a.month, any_value(m.snapshots) AS snapshots,
+                   any_value(m.previous_month) AS previous_month,
+                   max(a.snapshot_date) AS snapshot_date, count(*) AS accounts,
+                   sum(a.net_assets) AS net_assets, sum(a.total_assets) AS total_assets,
+                   sum(a.net_assets_change) FILTER (WHERE a.previous_month = m.previous_month)
+                       AS like_for_like,
+                   count(a.net_assets_change) FILTER (WHERE a.previous_month = m.previous_month)
+                       AS net_assets_change_accounts
+            FROM per_account a JOIN months m USING (month)
+            GROUP BY a.month
+        ),
+        c AS (SELECT *, lag(accounts) OVER (ORDER BY month) AS previous_accounts FROM sums)
+        SELECT month, account_id, false AS is_consolidated, snapshot_date, snapshots,
+               1 AS accounts, 1 AS accounts_expected, true AS is_complete,
+               CAST([] AS VARCHAR[]) AS missing_accounts, net_assets, total_assets,
+               previous_month, net_assets_change,
+               CAST(net_assets_change IS NOT NULL AS BIGINT) AS net_assets_change_accounts,
+               CASE
+                   WHEN previous_month IS NULL
+                       THEN 'the first month with a snapshot: nothing to compare with'
+                   WHEN net_assets_change IS NULL
+                       THEN 'net assets unknown at one of the two month-ends'
+               END AS net_assets_change_note
+        FROM per_account
+        UNION ALL BY NAME
+        SELECT c.month, CAST(NULL AS VARCHAR) AS account_id, true AS is_consolidated,
+               c.snapshot_date, c.snapshots, c.accounts, e.accounts_expected,
+               c.accounts = e.accounts_expected AS is_complete, e.missing_accounts,
+               c.net_assets, c.total_assets, c.previous_month,
+               {_like_for_like("month", "strftime(c.previous_month, '%Y-%m')")}
+        FROM c JOIN expected e USING (month)
         """,
     ),
     "snapshot_calendar": (
@@ -202,6 +439,32 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
             SELECT 1 FROM account_summary s
             WHERE s.account_id = a.account_id AND s.snapshot_date = d.capture_day
         )
+        """,
+    ),
+}
+
+#: Table macros: name → (comment, SQL of one parameter `d`, a DATE or an ISO date string).
+#: `FROM net_assets_as_of(DATE '2026-03-31')`: every account's newest snapshot on or before d.
+TABLE_MACROS: dict[str, tuple[str, str]] = {
+    "net_assets_as_of": (
+        "net_asset_history as of a date: FROM net_assets_as_of(DATE '2026-03-31') gives each "
+        "account's newest snapshot on or before it, with its date and days_old.",
+        """
+        SELECT CAST(d AS DATE) AS as_of, CAST(d AS DATE) - snapshot_date AS days_old, *
+        FROM net_asset_history
+        WHERE snapshot_date <= CAST(d AS DATE)
+        QUALIFY snapshot_date = max(snapshot_date) OVER (PARTITION BY account_id)
+        """,
+    ),
+    "allocation_as_of": (
+        "latest_allocation as of a date: FROM allocation_as_of(DATE '2026-03-31') gives each "
+        "account's newest snapshot on or before it, one row per category, with its date.",
+        f"""
+        SELECT CAST(d AS DATE) AS as_of, CAST(d AS DATE) - snapshot_date AS days_old,
+               {ALLOCATION_COLUMNS}
+        FROM asset_categories
+        WHERE snapshot_date <= CAST(d AS DATE)
+        QUALIFY snapshot_date = max(snapshot_date) OVER (PARTITION BY account_id)
         """,
     ),
 }

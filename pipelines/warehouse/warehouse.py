@@ -31,7 +31,13 @@ from pipelines.storage.roots import (
     replaced_while_reading,
 )
 from pipelines.warehouse.targets import Target
-from pipelines.warehouse.views import DERIVED_VIEWS, DRIFT_VIEW, GLOSSARY
+from pipelines.warehouse.views import (
+    DERIVED_VIEWS,
+    DRIFT_VIEW,
+    GLOSSARY,
+    TABLE_MACROS,
+    VIEW_GLOSSARY,
+)
 
 FILE_NAME = WAREHOUSE_FILE
 #: Reads of the views tried again when another writer replaced a file they were reading.
@@ -212,6 +218,7 @@ def _build(
             for name, (comment, sql) in DERIVED_VIEWS.items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
                 con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
+            _create_table_macros(con)
             if targets:
                 _create_drift(con, targets)
             _comment_columns(con)
@@ -263,18 +270,41 @@ def _create_drift(con: duckdb.DuckDBPyConnection, targets: list[Target]) -> None
     con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
 
 
+def _create_table_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """The "as of" table macros over the views, e.g. FROM net_assets_as_of(DATE '2026-03-31');
+    each of their columns needs a glossary entry too."""
+    for name, (comment, sql) in TABLE_MACROS.items():
+        con.execute(f"CREATE MACRO {name}(d) AS TABLE {sql}")
+        con.execute(f"COMMENT ON MACRO TABLE {name} IS {_quote(comment)}")
+        columns = con.execute(f"DESCRIBE FROM {name}(DATE '2000-01-01')").fetchall()
+        missing = sorted(column for column, *_ in columns if column not in GLOSSARY)
+        if missing:
+            raise ValueError(f"macro {name} has columns without a glossary entry: {missing}")
+
+
+def column_comment(view: str, column: str) -> str | None:
+    """The glossary's text for a column of a view: the view's own entry, else the column's."""
+    return VIEW_GLOSSARY.get((view, column), GLOSSARY.get(column))
+
+
 def _comment_columns(con: duckdb.DuckDBPyConnection) -> None:
     """COMMENT ON every column of every view, from the glossary; a missing entry is a bug."""
     columns = con.execute(
         "SELECT table_name, column_name FROM duckdb_columns() WHERE table_name IN "
         "(SELECT view_name FROM duckdb_views() WHERE NOT internal)"
     ).fetchall()
-    missing = sorted({column for _, column in columns if column not in GLOSSARY})
+    missing = sorted({column for v, column in columns if column_comment(v, column) is None})
     if missing:
         raise ValueError(f"warehouse columns without a glossary entry: {', '.join(missing)}")
-    comments = [f"COMMENT ON COLUMN {v}.{c} IS {_quote(GLOSSARY[c])}" for v, c in columns]
+    comments = [
+        f"COMMENT ON COLUMN {v}.{c} IS {_quote(column_comment(v, c) or '')}" for v, c in columns
+    ]
     con.execute(";".join(comments))
 
 
 def view_names() -> list[str]:
     return [*TABLE_COMMENTS, *DERIVED_VIEWS]
+
+
+def macro_names() -> list[str]:
+    return list(TABLE_MACROS)
