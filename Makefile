@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo run ui service sql browser postgres-server simulator test lint typecheck bench check
+.PHONY: help setup demo run ui service sql verify repair browser postgres-server simulator test lint typecheck bench check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -42,6 +42,12 @@ service: setup ## install systemd user units: dagster-daemon and dagster-webserv
 
 sql: setup ## a DuckDB shell on the warehouse, read-only (S3 access set up for an s3:// root)
 	$(BIN)/python -m pipelines.commands.sql
+
+verify: setup ## read every raw answer and Parquet file of KIS_DATA_ROOT; list what is damaged
+	$(BIN)/python -m pipelines.commands.verify
+
+repair: setup ## rebuild what is damaged or missing (from raw), then verify (README: Verify and repair)
+	$(BIN)/python -m pipelines.commands.repair
 
 browser: ## Debian's chromium, for the report test (root; CI does this)
 	@command -v chromium >/dev/null || for attempt in 1 2 3; do \
