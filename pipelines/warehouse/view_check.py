@@ -50,8 +50,10 @@ def declared_sources() -> dict[str, str]:
 
 
 def built_sources(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """Each view's SQL in the warehouse open on `con`."""
-    rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
+    """Each view's SQL in the warehouse open on `con`, in the order they were created."""
+    rows = con.execute(
+        "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY view_oid"
+    ).fetchall()
     return {name: sql for name, sql in rows}
 
 
