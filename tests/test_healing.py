@@ -55,6 +55,12 @@ def closed_month_days(today: date) -> list[date]:
     return [last - timedelta(days=1), last]
 
 
+def with_a_closed_month() -> tuple[list[date], date]:
+    """The last two days of last month (a range run: a closed month, compacted), then today."""
+    days, today = with_a_closed_month()
+    return days, today
+
+
 def run(days: date | list[date]) -> dg.ExecuteInProcessResult:
     result = materialize(days)
     assert result.success, failure_text(result)
@@ -213,10 +219,7 @@ def test_a_changed_byte_in_a_page_is_found_by_its_checksum(isolated_env: Path) -
 def test_a_cut_short_closed_month_is_compacted_again_by_the_next_run(
     isolated_env: Path, which: str
 ) -> None:
-    today = today_in_seoul()
-    days = closed_month_days(today)
-    run(days)
-    run(today)
+    days, today = with_a_closed_month()
     month = CompactedMonths(isolated_env)
     compacted = month.path("asset_categories", days[0].replace(day=1))
     damaged = (
@@ -309,10 +312,7 @@ def command(module: str, env: dict[str, str] | None = None) -> subprocess.Comple
 def test_verify_names_one_damaged_file_of_each_kind_and_repair_rebuilds_the_derived_ones(
     isolated_env: Path,
 ) -> None:
-    today = today_in_seoul()
-    days = closed_month_days(today)
-    run(days)
-    run(today)
+    days, today = with_a_closed_month()
     assert command("verify").returncode == 0
     raw = RawLanding(isolated_env).answers_by_account(days[0])[ACCOUNTS[0].id][0]
     daily = ParquetTables(isolated_env).path("account_summary", today)
@@ -352,10 +352,7 @@ def test_verify_names_one_damaged_file_of_each_kind_and_repair_rebuilds_the_deri
 def test_on_an_s3_root_a_run_heals_derived_files_and_verify_and_repair_name_every_one(
     s3_root: str,
 ) -> None:
-    today = today_in_seoul()
-    days = closed_month_days(today)
-    run(days)
-    run(today)
+    days, today = with_a_closed_month()
     settings = Settings.from_env()
     storage = open_root(settings.data_root)
 
