@@ -57,7 +57,10 @@ def closed_month_days(today: date) -> list[date]:
 
 def with_a_closed_month() -> tuple[list[date], date]:
     """The last two days of last month (a range run: a closed month, compacted), then today."""
-    days, today = with_a_closed_month()
+    today = today_in_seoul()
+    days = closed_month_days(today)
+    run(days)
+    run(today)
     return days, today
 
 
