@@ -171,7 +171,7 @@ def _verify_raw(storage: Storage, result: Verified) -> dict[date, int]:
         if found:
             answers[(date.fromisoformat(found["day"]), found["account"])].append(key)
     keys = sorted(key for group in answers.values() for key in group)
-    damaged = {key: error for key, error in _read_all(keys, lambda k: _read_raw(storage, k))}
+    damaged = dict(_read_all(keys, lambda key: _read_raw(storage, key)))
     result.counts["raw answers"] = len(keys)
     for (day, account), group in sorted(answers.items()):
         group.sort(reverse=True)  # newest first, as the tidy step takes them
@@ -223,13 +223,11 @@ def _verify_daily(
     tables = ParquetTables(storage)
     for table in schema.TABLES:
         days = tables.fingerprints(table)
-        locations = [tables.path(table, day) for day in days]
-        result.counts[f"{table} days"] = len(locations)
-        for location, error in _read_all(locations, parquet.verify):
-            table_day = heal.daily_file(location)
-            assert table_day is not None
+        day_of = {tables.path(table, day): day for day in days}
+        result.counts[f"{table} days"] = len(day_of)
+        for location, error in _read_all(list(day_of), parquet.verify):
             result.findings.append(
-                _daily_finding(table, table_day[1], location, error.reason, raw_days, today)
+                _daily_finding(table, day_of[location], location, error.reason, raw_days, today)
             )
         for day in sorted(raw_days.keys() - days.keys()):
             result.findings.append(
@@ -270,12 +268,11 @@ def _verify_compacted(storage: Storage, today: date, result: Verified) -> None:
     for table in schema.TABLES:
         months = compactor.sources(table)
         existing = compactor.compacted_months(table)
-        locations = [compactor.path(table, month) for month in sorted(existing)]
-        count += len(locations)
-        damaged = dict(_read_all(locations, parquet.verify))
+        month_of_file = {compactor.path(table, month): month for month in sorted(existing)}
+        count += len(month_of_file)
+        damaged = dict(_read_all(list(month_of_file), parquet.verify))
         for location, error in damaged.items():
-            month = heal.compacted_file(location)
-            assert month is not None
+            days = months.get(month_of_file[location], {})
             result.findings.append(
                 Finding(
                     path=str(location),
@@ -283,8 +280,8 @@ def _verify_compacted(storage: Storage, today: date, result: Verified) -> None:
                     damage=error.reason,
                     used_by=f"views {_views_of(table)}",
                     remedy=(
-                        f"compacted again from its {len(months[month[1]])} daily files"
-                        if month[1] in months
+                        f"compacted again from its {len(days)} daily files"
+                        if days
                         else "removed (its month has no daily files)"
                     ),
                     repairable=True,

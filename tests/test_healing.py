@@ -30,6 +30,7 @@ from pipelines.simulator.portfolio import balance_body
 from pipelines.simulator.server import Simulator
 from pipelines.storage.damage import DamagedFileError
 from pipelines.storage.roots import open_root
+from pipelines.tidy.build import build_days
 from pipelines.warehouse import view_check, warehouse
 from tests.runs import failure, failure_text, materialize
 
@@ -265,6 +266,27 @@ def test_a_cut_short_raw_answer_is_withheld_and_its_rows_kept_on_a_rebuild(
     assert_all_served([day, today])
 
 
+def test_a_damaged_answer_on_a_damaged_day_keeps_what_can_still_be_read(
+    isolated_env: Path,
+) -> None:
+    today = today_in_seoul()
+    run(today)
+    [answer] = RawLanding(isolated_env).answers_by_account(today)[ACCOUNTS[0].id]
+    tables = ParquetTables(isolated_env)
+    cut(answer)
+    cut(tables.path("asset_categories", today))
+
+    result = build_days(isolated_env, [today])
+    withheld = result.withheld[f"{today} {ACCOUNTS[0].id}"]
+    assert str(answer) in withheld
+    assert "keeps its account_summary rows" in withheld
+    assert "its asset_categories rows could not be read: lost" in withheld
+    assert tables.read("account_summary", today)["account_id"].to_pylist() == [
+        a.id for a in ACCOUNTS
+    ]
+    assert set(tables.read("asset_categories", today)["account_id"].to_pylist()) == {ACCOUNTS[1].id}
+
+
 @pytest.fixture
 def real_mode(monkeypatch: pytest.MonkeyPatch, simulator: Simulator) -> Simulator:
     monkeypatch.setenv("KIS_ENV", "real")
@@ -388,3 +410,30 @@ def test_on_an_s3_root_a_run_heals_derived_files_and_verify_and_repair_name_ever
         after.returncode == 2 and after.stdout.count("damaged (") == 1 and raw_url in after.stdout
     )
     assert_all_served([*days, today])
+
+
+def test_the_repair_history_job_rebuilds_and_fails_naming_what_it_cannot(
+    isolated_env: Path,
+) -> None:
+    from pipelines.definitions import defs
+
+    today = today_in_seoul()
+    yesterday = today - timedelta(days=1)
+    run(yesterday)
+    run(today)
+    daily = ParquetTables(isolated_env).path("asset_categories", today)
+    [raw] = RawLanding(isolated_env).answers_by_account(yesterday)[ACCOUNTS[0].id]
+    cut(daily)
+    cut(raw)
+
+    job = defs.resolve_job_def("repair_history")
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not result.success
+    description, metadata = failure(result)
+    assert str(raw) in description and "RAW ANSWER damaged" in description
+    assert [text for text in metadata["repaired"] if str(daily) in text]
+    assert metadata["still_damaged"] == [
+        text for text in metadata["still_damaged"] if str(raw) in text
+    ]
+    parquet.verify(daily)
+    assert_all_served([yesterday, today])

@@ -160,17 +160,19 @@ def _keep_previous(
     tables: dict[str, pa.Table],
     accounts: set[str],
     damaged: list[Damage],
-) -> tuple[dict[str, pa.Table], dict[str, str]]:
-    """The day's tables with each of `accounts` (withheld, with no answer of the day to take
-    instead) given back the rows it has in the day's files as they are, where they can be read.
+) -> tuple[dict[str, pa.Table], dict[str, dict[str, str]]]:
+    """The day's tables with each of `accounts` (withheld) that has no rows in a table given
+    back the rows it has in that table's file of the day as it is, where it can be read.
 
-    Returns the tables (each in account order) and, per account kept, when those rows were
-    fetched.
+    Returns the tables (each in account order) and, per account that had no rows in some
+    table: per table whose rows were kept, when they were fetched (none: nothing to keep).
     """
-    kept: dict[str, str] = {}
+    kept: dict[str, dict[str, str]] = {}
     result = dict(tables)
     for name, table in tables.items():
         wanted = accounts - set(table["account_id"].to_pylist())
+        for account in wanted:
+            kept.setdefault(account, {})
         if not wanted:
             continue
         try:
@@ -186,7 +188,7 @@ def _keep_previous(
         for account, fetched_at in zip(
             rows["account_id"].to_pylist(), rows["fetched_at"].to_pylist(), strict=True
         ):
-            kept[account] = f"{fetched_at:%Y-%m-%d %H:%M:%S} UTC"
+            kept[account][name] = f"{fetched_at:%Y-%m-%d %H:%M:%S} UTC"
         merged = pa.concat_tables([table, rows.cast(table.schema)])
         # a stable sort: each account's rows stay in their order
         result[name] = merged.take(pc.sort_indices(merged["account_id"]))
@@ -354,17 +356,20 @@ def _keep_rows_of_withheld(
     """Each account withheld on `day` with no answer of the day to take instead keeps the rows
     it has in the day's files (`_keep_previous`); its reason says what the day keeps."""
     prefix = f"{day} "
-    held = {
-        key.removeprefix(prefix): reason
-        for key, reason in result.withheld.items()
-        if key.startswith(prefix) and "; the day keeps its earlier answer" not in reason
-    }
+    held = {key.removeprefix(prefix) for key in result.withheld if key.startswith(prefix)}
     if not held:
         return
-    written[day], kept = _keep_previous(store, day, written[day], set(held), result.damaged)
-    for account, reason in held.items():
-        result.withheld[prefix + account] = reason + (
-            f"; the day keeps the rows it had, fetched {kept[account]}"
-            if account in kept
-            else "; the account has no rows for the day until it is rebuilt"
-        )
+    written[day], kept = _keep_previous(store, day, written[day], held, result.damaged)
+    for account, tables in kept.items():
+        fetched = ", ".join(sorted(set(tables.values())))
+        if len(tables) == len(written[day]):
+            fate = f"; the day keeps the rows it had, fetched {fetched}"
+        elif tables:
+            lost = sorted(set(written[day]) - set(tables))
+            fate = (
+                f"; the day keeps its {', '.join(sorted(tables))} rows, fetched {fetched}; its "
+                f"{', '.join(lost)} rows could not be read: lost"
+            )
+        else:
+            fate = "; the account has no rows for the day"
+        result.withheld[prefix + account] += fate
