@@ -312,7 +312,8 @@ def _verify_warehouse(settings: Settings, result: Verified) -> None:
         with warehouse.connect(settings.data_root, path) as con:
             sources = view_check.built_sources(con)
             failing = [
-                (view, str(e).splitlines()[0]) for view, e in view_check.failing_views(con, sources)
+                (view, str(e).splitlines()[0])
+                for view, e in view_check.failing_views(con, view_check.view_queries(sources))
             ]
     except duckdb.Error as error:
         failing = [("(all)", f"the file cannot be opened: {str(error).splitlines()[0]}")]

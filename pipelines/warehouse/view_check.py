@@ -10,11 +10,13 @@ views computes them over the whole history (seconds for years of it). So, on eac
   since: its fingerprint differs) is read whole, every page, by the lake's reader; what was
   checked is kept in the warehouse (table `checked_files`), so a day's run reads only the files
   that changed (its own day, a month just compacted);
-* each base view answers `count(*)`, which makes DuckDB open every file behind it (footer and
-  schema); the other views were planned over them when created (CREATE VIEW binds the query).
+* the files of each base view are counted by DuckDB exactly as the view reads them, which
+  opens every file (footer and schema) without reading its data (the view itself would also
+  join every row to its labels); the other views were planned over them when created
+  (CREATE VIEW binds the query).
 
-`verify` (pipelines/health.py) queries an existing warehouse's views the same way, and plans
-each other view again (`LIMIT 0`).
+`verify` (pipelines/health.py) counts an existing warehouse's base views and plans each other
+view again (`LIMIT 0`).
 """
 
 from __future__ import annotations
@@ -89,9 +91,11 @@ def check(
     storage: Storage,
     files: Mapping[str, TableFiles],
     previous: Mapping[str, str],
+    reads: Mapping[str, str],
 ) -> None:
     """Check the warehouse being built on `con` (see the module's docstring) and record what was
-    checked; ViewError naming the view and the files if a view fails."""
+    checked; ViewError naming the view and the files if a view fails. `reads`: each base view's
+    query of its files, as the view reads them."""
     sources = built_sources(con)
     checked: dict[str, str] = {}
     for table, table_files in files.items():
@@ -111,8 +115,8 @@ def check(
             checked[key] = recorded
         if damaged:
             raise ViewError(dependent_views(table, sources), "damaged files", damaged)
-    base = {view: sql for view, sql in sources.items() if view in schema.TABLES}
-    for view, failure in failing_views(con, base):
+    counts = {view: f"SELECT count(*) FROM ({sql})" for view, sql in reads.items()}
+    for view, failure in failing_views(con, counts):
         raise explain(view, failure, storage, files, sources) from failure
     con.execute(
         f"CREATE TABLE {CHECKED_FILES} (key VARCHAR, fingerprint VARCHAR);"
@@ -125,13 +129,20 @@ def check(
         con.execute(f"INSERT INTO {CHECKED_FILES} VALUES {rows}")
 
 
+def view_queries(sources: Mapping[str, str]) -> dict[str, str]:
+    """A query of each view of an existing warehouse: a base view counted (every file behind it
+    opened), another planned (`LIMIT 0`)."""
+    return {
+        view: f"SELECT count(*) FROM {view}" if view in schema.TABLES else f"FROM {view} LIMIT 0"
+        for view in sources
+    }
+
+
 def failing_views(
-    con: duckdb.DuckDBPyConnection, sources: Mapping[str, str]
+    con: duckdb.DuckDBPyConnection, queries: Mapping[str, str]
 ) -> Iterator[tuple[str, duckdb.Error]]:
-    """Each view of `sources` that fails its query on `con` (a base view: `count(*)`, which
-    opens every file behind it; another: planned with `LIMIT 0`), with its error."""
-    for view in sources:
-        query = f"SELECT count(*) FROM {view}" if view in schema.TABLES else f"FROM {view} LIMIT 0"
+    """Each view whose query (`queries`: view → SQL) fails on `con`, with its error."""
+    for view, query in queries.items():
         try:
             con.execute(query).fetchall()
         except duckdb.Error as error:

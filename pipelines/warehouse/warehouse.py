@@ -225,7 +225,11 @@ def _build(
             if targets:
                 _create_drift(con, targets)
             _comment_columns(con)
-            view_check.check(con, storage, files, checked)
+            reads = {
+                name: _parquet_sql(name, files[name], tables, schema.PARTITION_COLUMN)
+                for name in TABLE_COMMENTS
+            }
+            view_check.check(con, storage, files, checked, reads)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
     return final
