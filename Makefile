@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo run ui service sql export browser postgres-server simulator test lint typecheck bench check
+.PHONY: help setup demo run ui service sql export verify repair browser postgres-server simulator test lint typecheck bench check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -47,6 +47,12 @@ sql: setup ## a DuckDB shell on the warehouse, read-only (S3 access set up for a
 EXPORT_ARGS ?=
 export: setup ## write views to CSV and Parquet in exports/ (exact decimals; EXPORT_ARGS, README)
 	$(BIN)/python -m pipelines.commands.export $(EXPORT_ARGS)
+
+verify: setup ## read every raw answer and Parquet file of KIS_DATA_ROOT; list what is damaged
+	$(BIN)/python -m pipelines.commands.verify
+
+repair: setup ## rebuild what is damaged or missing (from raw), then verify (README: Verify and repair)
+	$(BIN)/python -m pipelines.commands.repair
 
 browser: ## Debian's chromium, for the report test (root; CI does this)
 	@command -v chromium >/dev/null || for attempt in 1 2 3; do \

@@ -15,7 +15,7 @@ import pyarrow as pa
 from assets import io_managers
 from assets.partitions import CAPTURE, daily_partitions, window_freshness
 from assets.resources import KisConfig
-from pipelines.ingest import capture
+from pipelines import health
 from pipelines.ingest.fetch import (
     DayAction,
     LandingError,
@@ -34,7 +34,6 @@ from pipelines.settings import SettingsError
 from pipelines.storage.roots import StoreUnreachableError
 from pipelines.tidy import build as tidy
 from pipelines.tidy import checks
-from pipelines.warehouse import targets as targets_module
 from pipelines.warehouse import warehouse
 
 # Single-run backfills are what rebuilding a range needs; Dagster still marks the @asset
@@ -263,6 +262,8 @@ def balance_tables(
                 f"{outcome.check.table}.{outcome.check.name}: {outcome.problems[0]}"
                 + (f" (and {more} more)" if more else "")
             )
+    for damage in result.damaged:
+        context.log.warning(str(damage))
     for name in schema.TABLES:
         yield dg.MaterializeResult(
             asset_key=name,
@@ -278,6 +279,8 @@ def balance_tables(
                 "compacted_months": sorted(
                     p.stem for p in result.compacted if p.parent.name == name
                 ),
+                # damaged files met (a day's file replaced, a compacted month) and what was done
+                "damaged_files": [str(damage) for damage in result.damaged],
             },
             check_results=check_results[name],
         )
@@ -312,14 +315,14 @@ def balance_tables(
 def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
     settings = kis.settings()
     with explained_failures():
-        targets = targets_module.load(settings.targets_file) if settings.targets_file else None
-    calendar = capture.CaptureCalendar(
-        settings.capture,
-        capture.history_start(settings.capture, RawLanding(settings.data_root), today_in_seoul()),
-        # every configured account, also in a run the capture sensor narrowed to a few
-        tuple(account.id for account in kis.settings(every_account=True).accounts),
-    )
-    path = warehouse.build(settings.data_root, targets, path=settings.warehouse, capture=calendar)
+        # every configured account, also in a run the capture sensor narrowed to a few;
+        # damaged derived files behind a view are rebuilt (from raw) and the build done again
+        built = health.build_warehouse(
+            settings, [account.id for account in kis.settings(every_account=True).accounts]
+        )
+    for damage in built.healed:
+        context.log.warning(str(damage))
+    path = built.path
     day = _days(context)[-1]
 
     def read_views(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
@@ -356,7 +359,8 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
-            "views": warehouse.view_names() + (["allocation_drift"] if targets else []),
+            "views": warehouse.view_names()
+            + (["allocation_drift"] if settings.targets_file else []),
             "days_of_history": days[0] if days else 0,
             # the headline view: one row per account and snapshot date
             "dagster/row_count": rows[0] if rows else 0,
@@ -372,6 +376,8 @@ def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
             # accounts expected that day without a snapshot: the totals leave them out
             "missing_accounts": summary.missing_accounts,
             "allocation": dg.MetadataValue.md(day_summary.markdown(summary)),
+            # damaged files the views read, rebuilt before the views were built again
+            "healed_files": [str(damage) for damage in built.healed],
         },
         check_results=[drift],
     )

@@ -12,6 +12,9 @@ account) and KIS_CAPTURE_DAYS=mon-sun (today is a partition on any day):
 * absolute floor: `python -c pass` with the same interpreter
 * the pipeline again on a data root already holding BENCH_CLI_HISTORY_DAYS of 100 accounts'
   history (compacted, as runs leave it): a one-day run's time and memory must not grow with it.
+* the check after each warehouse build (pipelines/warehouse/view_check.py), timed inside
+  `warehouse.build` in this process on both data roots after a day's two files were rewritten
+  as a run writes them: it must cost under 5% of the one-day run.
 
 Each target gets one temporary directory for all its runs (as a daily schedule reuses its
 DAGSTER_HOME and data root); the first run is a warm-up (it also creates Dagster's SQLite
@@ -29,19 +32,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import duckdb
+
 from bench.common import env_int, median, seconds, verdict
 from bench.report_queries import write_history
-from pipelines.lake.compaction import CompactedMonths
+from pipelines.lake.compaction import CompactedMonths, TableFiles
 from pipelines.reporting.report import NET_ASSETS_DAYS
+from pipelines.storage.roots import Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TARGET_RATIO = 1.3
+#: The view check after a build may cost this share of a one-day run.
+CHECK_SHARE = 0.05
 #: A one-day run on years of history may use this much more memory than on none.
 MEMORY_GROWTH = 1.10
 ACCOUNT = "12345678-01"
@@ -158,6 +167,53 @@ def history_root(tmp: Path, day_count: int) -> Path:
     return data_root
 
 
+def check_seconds(data_root: Path, runs: int) -> tuple[float, float]:
+    """Median time of the view check inside `warehouse.build` on `data_root` (reading what the
+    previous build checked, and the check), each build after the newest day's two files were
+    rewritten (as a day's run writes them, so they are read whole: the files no earlier build
+    checked); and the time of the first build's check, which reads every file behind the views
+    (once, after upgrading)."""
+    from pipelines.lake import schema
+    from pipelines.lake.tables import ParquetTables
+    from pipelines.warehouse import view_check, warehouse
+
+    tables = ParquetTables(data_root)
+    day = tables.days("account_summary")[-1]
+    timings: list[float] = []
+    check, previously_checked = view_check.check, view_check.previously_checked
+
+    def timed_previous(warehouse: Path) -> dict[str, str]:
+        started = time.perf_counter()
+        found = previously_checked(warehouse)
+        timings.append(time.perf_counter() - started)
+        return found
+
+    def timed(
+        con: duckdb.DuckDBPyConnection,
+        storage: Storage,
+        files: Mapping[str, TableFiles],
+        previous: Mapping[str, str],
+        reads: Mapping[str, str],
+    ) -> None:
+        started = time.perf_counter()
+        check(con, storage, files, previous, reads)
+        timings[-1] += time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+        path = Path(tmp) / "warehouse.duckdb"
+        view_check.check, view_check.previously_checked = timed, timed_previous
+        try:
+            warehouse.build(data_root, path=path)  # every file read whole once
+            first = timings.pop()
+            for _ in range(runs):
+                for name in schema.TABLES:
+                    tables.write(name, day, tables.read(name, day))
+                warehouse.build(data_root, path=path)
+        finally:
+            view_check.check, view_check.previously_checked = check, previously_checked
+    return median(timings), first
+
+
 def rows() -> list[list[str]]:
     runs = env_int("BENCH_CLI_RUNS", 3, 2)  # measured runs, after one warm-up
     history_days = env_int("BENCH_CLI_HISTORY_DAYS", 1826, 365)
@@ -182,6 +238,11 @@ def rows() -> list[list[str]]:
         on_history, history_rss = timed_runs(
             materialize_command("pipelines.definitions"), runs, data_root=big
         )
+        check_runs = max(runs, 5)
+        check_on_history, first_on_history = check_seconds(big, check_runs)
+        small = Path(tmp) / "one-day"
+        write_history(small, 1, 1, datetime.now(ZoneInfo("Asia/Seoul")).date())
+        check_on_one_day, _ = check_seconds(small, check_runs)
     ratio = pipeline / framework
     note = f"median of {runs} after 1 warm-up; simulator, 1 account, partition {today_seoul()}"
     growth = history_rss / pipeline_rss
@@ -232,6 +293,28 @@ def rows() -> list[list[str]]:
             f"{on_history / pipeline:.2f}×",
             "—",
             f"{history}; {note}",
+        ],
+        [
+            "the view check after the warehouse build, one day's data root",
+            seconds(check_on_one_day),
+            f"{seconds(pipeline)} (the one-day run)",
+            f"{check_on_one_day / pipeline:.1%}",
+            f"< {CHECK_SHARE:.0%} of the run: "
+            + verdict(check_on_one_day < CHECK_SHARE * pipeline),
+            f"median of {check_runs} builds, each after the day's two files were rewritten: "
+            "they are read whole (the files no earlier build checked) and each base view's "
+            "files are counted (every file's footer); timed inside warehouse.build "
+            "(pipelines/warehouse/view_check.py)",
+        ],
+        [
+            "the view check after the warehouse build, on years of history",
+            seconds(check_on_history),
+            f"{seconds(on_history)} (the one-day run on years of history)",
+            f"{check_on_history / on_history:.1%}",
+            f"< {CHECK_SHARE:.0%} of the run: "
+            + verdict(check_on_history < CHECK_SHARE * on_history),
+            f"{history}; as above; the first build after upgrading reads every file behind the "
+            f"views whole, once: {seconds(first_on_history)}",
         ],
         [
             "the whole pipeline, one day, on years of history: peak RSS",

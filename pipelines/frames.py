@@ -21,12 +21,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipelines.lake import schema
+from pipelines.lake import parquet, schema
 from pipelines.lake.tables import ParquetTables
 from pipelines.settings import Settings
-from pipelines.storage.roots import DataRoot, open_input
+from pipelines.storage.damage import DamagedFileError
+from pipelines.storage.roots import DataRoot
 from pipelines.warehouse import warehouse
 
 #: The dtype of every amount in a DataFrame: exact, as in the Parquet files and the views.
@@ -56,13 +56,19 @@ def _settings(data_root: Path | str | None) -> Settings:
 
 
 def read_day(data_root: DataRoot, table: str, day: date) -> pd.DataFrame:
-    """One day of `table` from its Parquet file, `snapshot_date` first (from the partition)."""
+    """One day of `table` from its Parquet file, `snapshot_date` first (from the partition).
+
+    MissingDayError if the day has no file; DamagedFileError (naming the file) if it cannot be
+    read: the next run, or `make repair`, rebuilds it from the day's raw answers."""
     if table not in schema.TABLES:
         raise ValueError(f"no table {table!r}: the tables are {', '.join(schema.TABLES)}")
     path = ParquetTables(data_root).path(table, day)
     try:
-        with open_input(path) as source:
-            data = pq.ParquetFile(source).read()
+        data = parquet.read_table(path)
+    except DamagedFileError as error:
+        raise DamagedFileError(
+            error.path, f"{error.reason} (the next run, or `make repair`, rebuilds it from raw)"
+        ) from error
     except FileNotFoundError:
         raise MissingDayError(
             f"{table} has no file for {day} ({path}): the day was not materialized or had no "

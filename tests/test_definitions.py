@@ -79,6 +79,13 @@ def test_the_capture_sensor_is_on_by_default_and_replaces_the_schedule() -> None
     assert "18:30-23:30 Asia/Seoul on mon-sun, every 20 minutes" in (sensor.description or "")
 
 
+def test_the_repair_job_is_there_for_the_ui() -> None:
+    job = defs.resolve_job_def("repair_history")
+    assert [node.name for node in job.nodes] == ["repair_data_root"]
+    assert "kis" in job.required_resource_keys
+    assert "make repair" in (job.description or "")
+
+
 def test_runs_execute_in_process() -> None:
     job = defs.resolve_job_def("daily_balance")
     assert job.executor_def.name == dg.in_process_executor.name

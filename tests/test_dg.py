@@ -99,5 +99,11 @@ def test_dg_check_defs_and_list_defs_load_the_project(isolated_env: Path, tmp_pa
         "portfolio_report",
     }
     assert {"kis", "parquet_tables", "duckdb"} <= {r["name"] for r in defs["resources"]}
+    assert {j["name"] for j in defs["jobs"]} == {
+        "daily_balance",
+        "capture_fetch",
+        "build_day",
+        "repair_history",
+    }
     assert defs["schedules"] == []  # the capture sensor fetches, not a schedule
     assert [s["name"] for s in defs["sensors"]] == ["balance_capture"]

@@ -162,6 +162,16 @@ def test_a_day_never_materialized_fails_to_load_naming_table_and_day(isolated_en
         defs.load_asset_value("asset_categories", partition_key="2026-11-20")
 
 
+def test_a_damaged_day_fails_to_load_naming_its_file(isolated_env: Path) -> None:
+    today = today_in_seoul()
+    assert materialize(today).success
+    path = ParquetTables(isolated_env).path("account_summary", today)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(frames.DamagedFileError, match="make repair") as raised:
+        defs.load_asset_value("account_summary", partition_key=today.isoformat())
+    assert raised.value.path == path and "magic bytes" in raised.value.reason
+
+
 def test_the_io_manager_only_loads(isolated_env: Path) -> None:
     manager = io_managers.ParquetTablesIOManager(isolated_env)
     context = dg.build_output_context(asset_key=dg.AssetKey("asset_categories"))

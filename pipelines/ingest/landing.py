@@ -26,6 +26,7 @@ from typing import Any
 from pipelines.kis import protocol
 from pipelines.kis.client import SECRET_REMOVED, BalanceResponse
 from pipelines.kis.protocol import Account, KisError
+from pipelines.storage.damage import DamagedFileError
 from pipelines.storage.files import atomic_path
 from pipelines.storage.roots import (
     DataRoot,
@@ -45,6 +46,14 @@ QUARANTINE_ROOT = f"raw/quarantine/{protocol.BALANCE_TR_ID}"
 
 class SnapshotError(ValueError):
     """A landed response that cannot be turned into tidy rows; the message says where and why."""
+
+
+class DamagedRawError(SnapshotError, DamagedFileError):
+    """A landed file that cannot be read as what landing wrote (cut short, not UTF-8 or JSON, not
+    a kis-balance-raw/1 envelope): the file is damaged, whatever the server had answered."""
+
+    def __init__(self, path: Location, reason: str):
+        DamagedFileError.__init__(self, path, reason)
 
 
 @dataclass(frozen=True)
@@ -275,20 +284,49 @@ class PendingAnswers:
 
 
 def read_snapshot(path: Location) -> Snapshot:
-    """Parse a landed file; pages' output1 rows are concatenated in order."""
+    """Parse a landed file; pages' output1 rows are concatenated in order. DamagedRawError if
+    the file itself cannot be read, SnapshotError if the answer in it has no rows to take."""
     try:
-        return _read_snapshot(path)
+        return _read_snapshot(path, read_envelope(path))
     except SnapshotError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise SnapshotError(f"{path} is not a readable landed balance: {error!r}") from error
 
 
-def _read_snapshot(path: Location) -> Snapshot:
-    envelope = json.loads(path.read_bytes())
-    account_id = envelope.get("account_id", "?")
-    if envelope.get("format") != FORMAT:
-        raise SnapshotError(f"account {account_id}: {path} is not a {FORMAT} file")
+#: What every envelope landing writes holds, and of what type.
+ENVELOPE_FIELDS = {
+    "format": str,
+    "account_id": str,
+    "snapshot_date": str,
+    "fetched_at": str,
+    "pages": list,
+}
+
+
+def read_envelope(path: Location) -> dict[str, Any]:
+    """The landed file's envelope as written by `land`; DamagedRawError (naming the file) if it
+    cannot be read as one. FileNotFoundError if it is not there."""
+    try:
+        envelope = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DamagedRawError(path, f"not readable as JSON ({error})") from error
+    if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
+        raise DamagedRawError(path, f"not a {FORMAT} envelope")
+    for name, kind in ENVELOPE_FIELDS.items():
+        if not isinstance(envelope.get(name), kind):
+            raise DamagedRawError(path, f"its {name!r} is missing or not a {kind.__name__}")
+    if not all(
+        isinstance(page, dict) and isinstance(page.get("body"), str) for page in envelope["pages"]
+    ):
+        raise DamagedRawError(path, "a page without its body text")
+    return envelope
+
+
+def _read_snapshot(path: Location, envelope: dict[str, Any]) -> Snapshot:
+    account_id = envelope["account_id"]
     output1: list[dict[str, Any]] = []
     output2: dict[str, Any] | None = None
     for number, page in enumerate(envelope["pages"], start=1):

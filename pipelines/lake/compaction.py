@@ -5,23 +5,26 @@ Layout: compacted/<table>/YYYY-MM.parquet, with snapshot_date as a column. The d
 under parquet/ stay the source of truth: a compacted file records the daily files it was built
 from (day, inode, size, mtime; in object storage day, ETag, size, last-modified) and is used
 only while they are exactly those; otherwise the views read that month's daily files until it
-is compacted again.
+is compacted again. A compacted file that cannot be read is treated as missing (compacted
+again); a month with a daily file that cannot be read is left to its daily files until that day
+is rebuilt from raw (pipelines/tidy/heal.py). Both are noted in `found`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipelines.lake import arrays, schema
+from pipelines.lake import arrays, parquet, schema
 from pipelines.lake.tables import ParquetTables
+from pipelines.storage.damage import Damage, DamagedFileError
 from pipelines.storage.roots import (
     DataRoot,
     Fingerprint,
@@ -50,6 +53,9 @@ class TableFiles:
 
     compacted: list[Location]
     daily_months: list[date]
+    #: Every file the view reads (compacted months and the daily files of the other months),
+    #: by key, with its fingerprint when listed.
+    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
 
 
 class CompactedMonths:
@@ -57,6 +63,8 @@ class CompactedMonths:
         self.storage = open_root(data_root)
         self.root = self.storage.location(ROOT)
         self.daily = ParquetTables(self.storage)
+        #: Damaged files met so far, each with what was done about it.
+        self.found: list[Damage] = []
 
     def key(self, table: str, month: date) -> str:
         return f"{ROOT}/{table}/{month:%Y-%m}.parquet"
@@ -78,12 +86,15 @@ class CompactedMonths:
 
     def compacted_months(self, table: str) -> set[date]:
         """Months that have a compacted file of `table` (current or not)."""
+        return set(self._compacted_files(table))
+
+    def _compacted_files(self, table: str) -> dict[date, Fingerprint]:
         base = f"{ROOT}/{table}/"
-        found = set()
-        for key in self.storage.files(base):
+        found = {}
+        for key, fingerprint in self.storage.files(base).items():
             name = MONTH_FILE.match(key.removeprefix(base))
             if name:
-                found.add(date.fromisoformat(name[1] + "-01"))
+                found[date.fromisoformat(name[1] + "-01")] = fingerprint
         return found
 
     @staticmethod
@@ -102,11 +113,22 @@ class CompactedMonths:
         if month not in (self.compacted_months(table) if compacted is None else compacted):
             return False
         try:
-            with self.storage.open_input(self.key(table, month)) as source:
-                recorded = (pq.read_schema(source).metadata or {}).get(SOURCES_KEY)
+            recorded = (parquet.read_schema(self.path(table, month)).metadata or {}).get(
+                SOURCES_KEY
+            )
         except FileNotFoundError:  # removed while we looked
             return False
+        except DamagedFileError as error:  # as if missing: compacted again, read by day meanwhile
+            self._note(
+                error, f"the views read its {len(days)} daily files until it is compacted again"
+            )
+            return False
         return recorded is not None and recorded.decode() == self._fingerprint(days)
+
+    def _note(self, error: DamagedFileError, action: str) -> None:
+        """Note a damaged file and what was done (the latest action for a file stands)."""
+        self.found = [found for found in self.found if found.path != str(error.path)]
+        self.found.append(Damage.of(error, action))
 
     def compact(
         self,
@@ -135,17 +157,21 @@ class CompactedMonths:
         merged = pa.concat_tables(parts).sort_by(SORT_KEYS)
         merged = merged.replace_schema_metadata({SOURCES_KEY: self._fingerprint(days).encode()})
         with self.storage.staged(self.key(table, month)) as tmp:
-            pq.write_table(merged, tmp, compression=COMPRESSION)
+            parquet.write(merged, tmp, compression=COMPRESSION)
         return self.path(table, month)
 
     def refresh(
         self,
         today: date,
         fresh: Mapping[tuple[str, date], tuple[Fingerprint, pa.Table]] | None = None,
+        *,
+        rewrite: frozenset[tuple[str, date]] = frozenset(),
     ) -> list[Location]:
-        """Compact every closed month (before today's) whose compacted file is missing or stale,
-        and remove compacted files of months that no longer have daily files (`fresh`: tables
-        just written, read from memory instead of their files; see `compact`).
+        """Compact every closed month (before today's) whose compacted file is missing, stale or
+        damaged, or is in `rewrite` as (table, month), and remove compacted files of months that
+        no longer have daily files (`fresh`: tables just written, read from memory instead of
+        their files; see `compact`). A month with a damaged daily file stays read by day, noted
+        in `found`.
 
         Costs one listing of each table's daily and compacted files, and one footer read per
         compacted month, when nothing changed; a month at a time is read.
@@ -156,16 +182,30 @@ class CompactedMonths:
                 months = self.sources(table)
                 compacted = self.compacted_months(table)
                 for month, days in sorted(months.items()):
-                    if month < month_of(today) and not self.is_current(
+                    if month >= month_of(today):
+                        continue
+                    if (table, month) not in rewrite and self.is_current(
                         table, month, days, compacted
                     ):
-                        try:
-                            written.append(self.compact(table, month, days, fresh))
-                        except OSError as error:
-                            # in object storage, a day rewritten while we read it: as on a
-                            # local disk, the month stays read by day until the next run
-                            if not replaced_while_reading(error):
-                                raise
+                        continue
+                    try:
+                        written.append(self.compact(table, month, days, fresh))
+                        action = f"compacted again from its {len(days)} daily files"
+                        self.found = [
+                            dataclasses.replace(found, action=action)
+                            if found.path == str(written[-1])
+                            else found
+                            for found in self.found
+                        ]
+                    except DamagedFileError as error:  # a daily file: rebuilt from raw by tidy
+                        self._note(error, "its month is read by day until the day is rebuilt")
+                        if (table, month) in rewrite:  # never read the compacted file again
+                            self.storage.remove(self.key(table, month))
+                    except OSError as error:
+                        # in object storage, a day rewritten while we read it: as on a
+                        # local disk, the month stays read by day until the next run
+                        if not replaced_while_reading(error):
+                            raise
                 for orphan in sorted(compacted - months.keys()):
                     self.storage.remove(self.key(table, orphan))
         return written
@@ -173,10 +213,14 @@ class CompactedMonths:
     def files(self, table: str) -> TableFiles:
         """Current compacted files, and the months whose daily files must be read instead."""
         compacted, daily_months = [], []
-        existing = self.compacted_months(table)
+        fingerprints: dict[str, Fingerprint] = {}
+        existing = self._compacted_files(table)
+        months = set(existing)
         for month, days in sorted(self.sources(table).items()):
-            if self.is_current(table, month, days, existing):
+            if self.is_current(table, month, days, months):
                 compacted.append(self.path(table, month))
+                fingerprints[self.key(table, month)] = existing[month]
             else:
                 daily_months.append(month)
-        return TableFiles(compacted, daily_months)
+                fingerprints |= {self.daily.key(table, day): days[day] for day in days}
+        return TableFiles(compacted, daily_months, fingerprints)

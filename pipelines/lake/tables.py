@@ -1,7 +1,8 @@
 """ParquetTables: the tidy tables as one Parquet file per table per day, Hive-partitioned.
 
 Layout: parquet/<table>/snapshot_date=YYYY-MM-DD/data.parquet, each replaced atomically, so a
-day re-run swaps the whole day at once and a failed run leaves the previous file in place.
+day re-run swaps the whole day at once and a failed run leaves the previous file in place. A
+file that cannot be read raises DamagedFileError naming it (pipelines/lake/parquet.py).
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipelines.lake import schema
+from pipelines.lake import parquet, schema
 from pipelines.storage.roots import DataRoot, Fingerprint, Location, Storage, open_root
 
 FILE_NAME = "data.parquet"
@@ -22,7 +22,7 @@ ROOT = "parquet"
 
 
 def _write_parquet(data: pa.Table, path: Path) -> None:
-    pq.write_table(data, path, compression="zstd")
+    parquet.write(data, path, compression="zstd")
 
 
 class ParquetTables:
@@ -63,8 +63,9 @@ class ParquetTables:
         return [self.storage.location(key) for key in keys]
 
     def read(self, table: str, snapshot_date: date) -> pa.Table:
-        with self.storage.open_input(self.key(table, snapshot_date)) as source:
-            return pq.ParquetFile(source).read()  # not pq.read_table: that imports pandas
+        """The day's file whole; FileNotFoundError if there is none, DamagedFileError if it
+        cannot be read."""
+        return parquet.read_table(self.path(table, snapshot_date))
 
     def fingerprints(self, table: str) -> dict[date, Fingerprint]:
         """Each written day of `table`, in date order, with its file's fingerprint (one listing)."""

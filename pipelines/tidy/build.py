@@ -1,11 +1,14 @@
 """The tidy step for one or many days: landed raw → checked tables → Parquet.
 
-Each account is decided on its own: its newest landed answer that can be labelled exactly is
-used, an answer that cannot is withheld (and named), and the other accounts are written. Each
-day is locked from reading its raw files to writing its two tables, so concurrent runs of the
-same day cannot leave tables built from different fetches. Only a blocking check (a schema that
-changed) keeps a day from being written, and then nothing is written and every earlier file
-stays as it was. Closed months that changed are then compacted (compaction.py).
+Each account is decided on its own: its newest landed answer that can be read and labelled
+exactly is used, an answer that cannot is withheld (and named), and the other accounts are
+written. An account none of whose answers of the day can be used keeps the rows it already has
+in the day's Parquet files, if they can be read: a withheld or damaged answer never erases rows
+that were good. Each day is locked from reading its raw files to writing its two tables, so
+concurrent runs of the same day cannot leave tables built from different fetches. Only a
+blocking check (a schema that changed) keeps a day from being written, and then nothing is
+written and every earlier file stays as it was. Closed months that changed are then compacted
+(compaction.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pipelines.kis import layouts
 from pipelines.lake import arrays, schema
 from pipelines.lake.compaction import CompactedMonths
 from pipelines.lake.tables import ParquetTables
+from pipelines.storage.damage import Damage, DamagedFileError
 from pipelines.storage.roots import DataRoot, Location, Storage, open_root
 from pipelines.tidy import checks, flatten
 
@@ -42,6 +46,8 @@ class TidyResult:
     accounts: set[str] = field(default_factory=set)
     #: "YYYY-MM-DD account" → why that account's newest answer of the day was withheld.
     withheld: dict[str, str] = field(default_factory=dict)
+    #: Damaged derived files met (a day's file replaced, a compacted month), and what was done.
+    damaged: list[Damage] = field(default_factory=list)
 
     @property
     def blocked(self) -> list[checks.Outcome]:
@@ -141,14 +147,52 @@ def day_tables(landing: RawLanding, day: date) -> DayTables:
 
 
 def _fate(held: checks.Withheld, chosen: list[Snapshot]) -> checks.Withheld:
-    """The reason, plus what the day keeps for that account instead."""
+    """The reason, plus the earlier answer the day keeps for that account instead, if any (if
+    none, `build_days` says what the day keeps)."""
     kept = next((s for s in chosen if s.account.id == held.account_id), None)
-    fate = (
-        f"; the day keeps its earlier answer {kept.path.name}"
-        if kept
-        else "; the account has no rows for the day until it is rebuilt"
-    )
+    fate = f"; the day keeps its earlier answer {kept.path.name}" if kept else ""
     return checks.Withheld(held.check_name, held.account_id, held.reason + fate, held.path)
+
+
+def _keep_previous(
+    store: ParquetTables,
+    day: date,
+    tables: dict[str, pa.Table],
+    accounts: set[str],
+    damaged: list[Damage],
+) -> tuple[dict[str, pa.Table], dict[str, dict[str, str]]]:
+    """The day's tables with each of `accounts` (withheld) that has no rows in a table given
+    back the rows it has in that table's file of the day as it is, where it can be read.
+
+    Returns the tables (each in account order) and, per account that had no rows in some
+    table: per table whose rows were kept, when they were fetched (none: nothing to keep).
+    """
+    kept: dict[str, dict[str, str]] = {}
+    result = dict(tables)
+    for name, table in tables.items():
+        wanted = accounts - set(table["account_id"].to_pylist())
+        for account in wanted:
+            kept.setdefault(account, {})
+        if not wanted:
+            continue
+        try:
+            previous = store.read(name, day)
+        except FileNotFoundError:
+            continue
+        except DamagedFileError as error:
+            damaged.append(Damage.of(error, f"replaced; rows of {', '.join(sorted(wanted))} lost"))
+            continue
+        if not previous.schema.equals(table.schema):
+            continue  # another schema: schema_unchanged stops the day
+        rows = previous.filter(pc.is_in(previous["account_id"], arrays.strings(sorted(wanted))))
+        for account, fetched_at in zip(
+            rows["account_id"].to_pylist(), rows["fetched_at"].to_pylist(), strict=True
+        ):
+            kept[account][name] = f"{fetched_at:%Y-%m-%d %H:%M:%S} UTC"
+        merged = pa.concat_tables([table, rows.cast(table.schema)])
+        # a stable sort: each account's rows stay in their order
+        result[name] = merged.take(pc.sort_indices(merged["account_id"]))
+    return result, kept
 
 
 def _without(table: pa.Table, keys: set[tuple[Any, ...]]) -> pa.Table:
@@ -251,7 +295,9 @@ def build_days(data_root: DataRoot | Storage, days: list[date]) -> TidyResult:
             chunk = result.days[start : start + BATCH_DAYS]
             existing = {name: [store.path(name, d) for d in chunk] for name in schema.TABLES}
             batch = _batch(latest, chunk)
-            late = merge(checks.run(batch.snapshots, batch.tables, existing=existing))
+            late = merge(
+                checks.run(batch.snapshots, batch.tables, existing=existing, damaged=result.damaged)
+            )
             batch_days = [d for d in chunk if d not in batch.troubled]
             split = {
                 name: _by_day(_without(table, late), batch_days)
@@ -268,6 +314,7 @@ def build_days(data_root: DataRoot | Storage, days: list[date]) -> TidyResult:
                         built.tables,
                         withheld=built.withheld,
                         existing={name: [store.path(name, day)] for name in schema.TABLES},
+                        damaged=result.damaged,
                     ),
                     prefix=f"{day}: ",
                 )
@@ -277,6 +324,7 @@ def build_days(data_root: DataRoot | Storage, days: list[date]) -> TidyResult:
                 for key in late:
                     result.withheld.setdefault(f"{day} {key[-1]}", "duplicate rows")
         for day in result.days:
+            _keep_rows_of_withheld(store, day, written, result)
             tables = written[day]
             result.accounts.update(tables["account_summary"]["account_id"].to_pylist())
             for name, table in tables.items():
@@ -296,5 +344,32 @@ def build_days(data_root: DataRoot | Storage, days: list[date]) -> TidyResult:
             if (name, day) in files
         }
     # after the day locks: a closed month that changed (or just closed) becomes one file again
-    result.compacted = CompactedMonths(storage).refresh(today_in_seoul(), fresh)
+    months = CompactedMonths(storage)
+    result.compacted = months.refresh(today_in_seoul(), fresh)
+    result.damaged += months.found
     return result
+
+
+def _keep_rows_of_withheld(
+    store: ParquetTables, day: date, written: dict[date, dict[str, pa.Table]], result: TidyResult
+) -> None:
+    """Each account withheld on `day` with no answer of the day to take instead keeps the rows
+    it has in the day's files (`_keep_previous`); its reason says what the day keeps."""
+    prefix = f"{day} "
+    held = {key.removeprefix(prefix) for key in result.withheld if key.startswith(prefix)}
+    if not held:
+        return
+    written[day], kept = _keep_previous(store, day, written[day], held, result.damaged)
+    for account, tables in kept.items():
+        fetched = ", ".join(sorted(set(tables.values())))
+        if len(tables) == len(written[day]):
+            fate = f"; the day keeps the rows it had, fetched {fetched}"
+        elif tables:
+            lost = sorted(set(written[day]) - set(tables))
+            fate = (
+                f"; the day keeps its {', '.join(sorted(tables))} rows, fetched {fetched}; its "
+                f"{', '.join(lost)} rows could not be read: lost"
+            )
+        else:
+            fate = "; the account has no rows for the day"
+        result.withheld[prefix + account] += fate

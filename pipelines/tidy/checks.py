@@ -18,13 +18,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipelines.ingest.landing import Snapshot
 from pipelines.kis import layouts
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
-from pipelines.lake import arrays, schema
-from pipelines.storage.roots import Location, open_input
+from pipelines.lake import arrays, parquet, schema
+from pipelines.storage.damage import Damage, DamagedFileError
+from pipelines.storage.roots import Location
 
 AMOUNTS = tuple(f for f in OUTPUT1_FIELDS if f != "whol_weit_rt")
 WEIGHT_TOLERANCE_PER_ROW = Decimal("0.01")  # each row's weight is rounded to 2 decimals
@@ -261,6 +261,7 @@ def run(
     *,
     withheld: list[Withheld] | None = None,
     existing: Mapping[str, list[Location]] | None = None,
+    damaged: list[Damage] | None = None,
 ) -> list[Outcome]:
     """Every check of `CHECKS` over accepted snapshots, the tables flattened from them, and
     the answers withheld before flattening.
@@ -268,7 +269,8 @@ def run(
     Amounts are summed and compared in Arrow per account (and day, when the tables carry a
     `snapshot_date` column for a batch of days); Python only sees one row per account and day.
     `existing` lists files the tables will replace; the first and last are read for their
-    schema (a schema changes for every file at once, and footers cost a read each).
+    schema (a schema changes for every file at once, and footers cost a read each). One that
+    cannot be read is as if missing (it is about to be replaced), noted in `damaged`.
     """
     outcomes = {(c.table, c.name): Outcome(c) for c in CHECKS}
     by_name = {c.name: c for c in CHECKS if c.name != "schema_unchanged"}
@@ -416,7 +418,8 @@ def run(
             )
         files = (existing or {}).get(table_name, [])
         for on_disk in files[:1] + files[1:][-1:]:
-            if on_disk.exists() and not _schema_of(on_disk).equals(declared):
+            found = _schema_of(on_disk, damaged)
+            if found is not None and not found.equals(declared):
                 problem(
                     "schema_unchanged",
                     f"{table_name}: the file on disk {on_disk} has another schema",
@@ -425,6 +428,13 @@ def run(
     return list(outcomes.values())
 
 
-def _schema_of(location: Location) -> pa.Schema:
-    with open_input(location) as source:
-        return pq.read_schema(source)
+def _schema_of(location: Location, damaged: list[Damage] | None) -> pa.Schema | None:
+    """The file's schema; None if it is missing or cannot be read (noted in `damaged`)."""
+    try:
+        return parquet.read_schema(location)
+    except FileNotFoundError:
+        return None
+    except DamagedFileError as error:
+        if damaged is not None:
+            damaged.append(Damage.of(error, "replaced by this build, from raw"))
+        return None

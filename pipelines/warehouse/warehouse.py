@@ -30,6 +30,7 @@ from pipelines.storage.roots import (
     open_root,
     replaced_while_reading,
 )
+from pipelines.warehouse import view_check
 from pipelines.warehouse.targets import Target
 from pipelines.warehouse.views import (
     DERIVED_VIEWS,
@@ -176,8 +177,9 @@ def build(
     path: Path | None = None,
     capture: CaptureCalendar | None = None,
 ) -> Path:
-    """(Re)create every view in a new file at `path` (default `default_path`), then swap it in
-    place of the old one.
+    """(Re)create every view in a new file at `path` (default `default_path`), check that each
+    answers (view_check.py: ViewError naming the view and the file if one fails, and then the
+    old file stays), then swap it in place of the old one.
 
     One builder at a time (a lock file beside it); readers keep the file they opened. Without
     `capture` the missed_captures view is empty.
@@ -202,6 +204,8 @@ def _build(
     final: Path,
 ) -> Path:
     tables, compacted = ParquetTables(storage), CompactedMonths(storage)
+    files = {name: compacted.files(name) for name in TABLE_COMMENTS}
+    checked = view_check.previously_checked(final)
     with atomic_path(final) as tmp:
         tmp.unlink()  # duckdb creates its own file
         with duckdb.connect(str(tmp)) as con:
@@ -211,9 +215,15 @@ def _build(
             con.execute(_category_labels_sql())
             _create_capture_tables(con, capture)
             for name, comment in TABLE_COMMENTS.items():
-                con.execute(
-                    f"CREATE VIEW {name} AS {_table_view_sql(name, compacted.files(name), tables)}"
-                )
+                try:  # binding the view reads a file's footer
+                    con.execute(
+                        f"CREATE VIEW {name} AS {_table_view_sql(name, files[name], tables)}"
+                    )
+                except duckdb.Error as error:
+                    if replaced_while_reading(error):
+                        raise
+                    sources = view_check.declared_sources()
+                    raise view_check.explain(name, error, storage, files, sources) from error
                 con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
             for name, (comment, sql) in DERIVED_VIEWS.items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
@@ -222,6 +232,11 @@ def _build(
             if targets:
                 _create_drift(con, targets)
             _comment_columns(con)
+            reads = {
+                name: _parquet_sql(name, files[name], tables, schema.PARTITION_COLUMN)
+                for name in TABLE_COMMENTS
+            }
+            view_check.check(con, storage, files, checked, reads)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
     return final

@@ -1,0 +1,45 @@
+"""The `repair_history` job: `make repair` from the Dagster UI (pipelines/health.py does it)."""
+
+import dagster as dg
+
+from assets.resources import KisConfig
+from pipelines import health
+
+
+@dg.op(
+    description="Rebuild every derived file of KIS_DATA_ROOT that is damaged or missing (a "
+    "day's Parquet files from its raw answers, a compacted month from its daily files, the "
+    "warehouse), then verify every raw answer and Parquet file. A damaged raw answer is only "
+    "reported: nothing rewrites it."
+)
+def repair_data_root(context: dg.OpExecutionContext, kis: KisConfig) -> None:
+    settings = kis.settings()
+    repaired = health.repair(settings)
+    for damage in repaired.healed:
+        context.log.warning(f"repaired: {damage}")
+    for note in repaired.after.notes:
+        context.log.info(note)
+    metadata = {
+        "repaired": [str(damage) for damage in repaired.healed],
+        "found_before": [str(finding) for finding in repaired.before.findings],
+        "still_damaged": [str(finding) for finding in repaired.after.findings],
+    }
+    if repaired.after.findings:
+        raise dg.Failure(
+            description=repaired.after.summary()
+            + "\n"
+            + "\n".join(str(finding) for finding in repaired.after.findings),
+            metadata=metadata,
+            allow_retries=False,
+        )
+    context.log.info(repaired.after.summary())
+    context.add_output_metadata(metadata)
+
+
+@dg.job(
+    description="make repair: rebuild what is damaged or missing in the data root (from raw "
+    "answers, the source of truth), then verify it. Damaged raw answers are reported, never "
+    "rewritten."
+)
+def repair_history() -> None:
+    repair_data_root()

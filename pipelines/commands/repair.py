@@ -1,0 +1,30 @@
+"""`make repair`: rebuild every derived file of the data root that is damaged or missing (a
+day's Parquet files from its raw answers, a compacted month from its daily files, the
+warehouse), then verify. A damaged raw answer is only reported: nothing rewrites it.
+
+    python -m pipelines.commands.repair      # KIS_DATA_ROOT (or .env), local or s3://
+
+Exit status: as `make verify` after the repair (0 when everything is whole).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipelines import health
+from pipelines.commands.verify import report, settings_or_exit
+
+
+def main() -> int:
+    settings = settings_or_exit("repair")
+    repaired = health.repair(settings)
+    for damage in repaired.healed:
+        print(f"repaired: {damage}")
+    if not repaired.healed:
+        print("repaired: nothing needed rebuilding")
+    print(report(repaired.after))
+    return repaired.after.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
