@@ -473,5 +473,5 @@ def test_a_file_of_another_format_is_refused(tmp_path: Path) -> None:
     envelope["format"] = "something-else/2"
     other = tmp_path / "other.json"
     other.write_text(json.dumps(envelope))
-    with pytest.raises(SnapshotError, match="not a kis-balance-raw/1 file"):
+    with pytest.raises(SnapshotError, match="not a kis-balance-raw/1 envelope"):
         read_snapshot(other)

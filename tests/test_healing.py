@@ -37,12 +37,17 @@ from tests.runs import failure, failure_text, materialize
 REPO = Path(__file__).resolve().parent.parent
 ACCOUNTS = (Account.parse("12345678-01"), Account.parse("12345678-21"))
 #: The views a damaged asset_categories file breaks (issue 16), the base view first.
+#: The views that read asset_categories, in the order the warehouse creates them (net assets
+#: come from its 합계 rows since issue 15).
 CATEGORY_VIEWS = [
     "asset_categories",
     "latest_allocation",
+    "net_asset_history",
     "allocation_history",
     "pnl_by_category",
     "consolidated_allocation",
+    "consolidated_net_assets",
+    "net_assets_monthly",
 ]
 
 
@@ -93,7 +98,7 @@ def assert_every_view_answers(data_root: Path) -> None:
             ).fetchall()
         ]
         rows = {name: con.sql(f"FROM {name}").fetchall() for name in names}
-    assert all(rows[name] for name in [*CATEGORY_VIEWS, "account_summary", "net_asset_history"])
+    assert all(rows[name] for name in [*CATEGORY_VIEWS, "account_summary"])
 
 
 def assert_served(con: duckdb.DuckDBPyConnection, account: Account, day: date) -> None:
