@@ -9,19 +9,23 @@ from pipelines import health
 @dg.op(
     description="Rebuild every derived file of KIS_DATA_ROOT that is damaged or missing (a "
     "day's Parquet files from its raw answers, a compacted month from its daily files, the "
-    "warehouse), then verify every raw answer and Parquet file. A damaged raw answer is only "
-    "reported: nothing rewrites it."
+    "warehouse), then verify every raw answer and Parquet file. A damaged raw answer is never "
+    "rewritten: it is reported and recorded as dealt with, its account's day keeping what it had."
 )
 def repair_data_root(context: dg.OpExecutionContext, kis: KisConfig) -> None:
     settings = kis.settings()
     repaired = health.repair(settings)
     for damage in repaired.healed:
         context.log.warning(f"repaired: {damage}")
+    known = [str(f) for f in repaired.before.findings if f.raw_key is not None]
+    for finding in known:
+        context.log.warning(f"kept as it is, recorded as dealt with: {finding}")
     for note in repaired.after.notes:
         context.log.info(note)
     metadata = {
         "repaired": [str(damage) for damage in repaired.healed],
         "found_before": [str(finding) for finding in repaired.before.findings],
+        "damaged_raw_answers": known,
         "still_damaged": [str(finding) for finding in repaired.after.findings],
     }
     if repaired.after.findings:
@@ -38,8 +42,8 @@ def repair_data_root(context: dg.OpExecutionContext, kis: KisConfig) -> None:
 
 @dg.job(
     description="make repair: rebuild what is damaged or missing in the data root (from raw "
-    "answers, the source of truth), then verify it. Damaged raw answers are reported, never "
-    "rewritten."
+    "answers, the source of truth), then verify it. Damaged raw answers are reported and "
+    "recorded, never rewritten."
 )
 def repair_history() -> None:
     repair_data_root()

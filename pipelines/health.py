@@ -4,17 +4,20 @@
 Raw answers are the source of truth; daily Parquet files, compacted months and the warehouse
 are derived from them. `verify` reads every raw answer and every Parquet file whole, and opens
 every view; `repair` rebuilds every derived file that is damaged or missing, then verifies. A
-damaged raw answer is only ever reported: nothing rewrites or removes it.
+damaged raw answer is never rewritten or removed: `repair` records that it has dealt with it
+(raw/known-damage/), and `verify` then lists it as a note while its bytes stay as they are.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +43,9 @@ READERS = 8
 RAW_FILE = re.compile(r"snapshot_date=(?P<day>\d{4}-\d{2}-\d{2})/(?P<account>[^/]+)/[^/]+\.json$")
 #: Where answers that were not a success are kept (never read as answers).
 QUARANTINE = "raw/quarantine"
+#: Where `repair` records each damaged raw answer it has dealt with, under the answer's own
+#: relative name: raw/known-damage/CTRP6548R/snapshot_date=D/<account>/<time>.json.
+KNOWN_DAMAGE = "raw/known-damage"
 T = TypeVar("T")
 
 
@@ -94,6 +100,9 @@ class Finding:
     remedy: str
     #: Whether `repair` rebuilds it (a raw answer never is).
     repairable: bool
+    #: A raw answer's key under the data root and the SHA-256 of its bytes as verify read them.
+    raw_key: str | None = None
+    sha256: str | None = None
 
     @property
     def problem(self) -> str:
@@ -116,8 +125,9 @@ class Verified:
 
     @property
     def exit_code(self) -> int:
-        """0 nothing damaged or missing; 1 something `repair` rebuilds; 2 only what it cannot
-        (a damaged raw answer, a damaged day without raw answers)."""
+        """0 nothing damaged or missing (damaged raw answers `repair` has dealt with are
+        notes); 1 something `repair` rebuilds; 2 only what it cannot (a damaged raw answer
+        that no repair has dealt with yet, a damaged day without raw answers)."""
         if any(f.repairable for f in self.findings):
             return 1
         return 2 if self.findings else 0
@@ -173,6 +183,7 @@ def _verify_raw(storage: Storage, result: Verified) -> dict[date, int]:
     keys = sorted(key for group in answers.values() for key in group)
     damaged = dict(_read_all(keys, lambda key: _read_raw(storage, key)))
     result.counts["raw answers"] = len(keys)
+    known = 0
     for (day, account), group in sorted(answers.items()):
         group.sort(reverse=True)  # newest first, as the tidy step takes them
         for position, key in enumerate(group):
@@ -185,6 +196,10 @@ def _verify_raw(storage: Storage, result: Verified) -> dict[date, int]:
                 keeps = f"the day keeps the earlier answer {_name(readable[0])}"
             else:
                 keeps = "the day keeps the rows the account has in its Parquet files (if any)"
+            digest = hashlib.sha256(storage.read_bytes(key)).hexdigest()
+            if _known_damage(storage, key) == digest:
+                known += 1
+                continue
             result.findings.append(
                 Finding(
                     path=str(storage.location(key)),
@@ -192,10 +207,19 @@ def _verify_raw(storage: Storage, result: Verified) -> dict[date, int]:
                     damage=damaged[key].reason,
                     used_by=f"account {account} on {day}: {keeps}",
                     remedy="none: a raw answer is never rewritten; the account is withheld on "
-                    "that day when it is rebuilt (keep a backup of raw/ to restore it from)",
+                    "that day when it is rebuilt (keep a backup of raw/ to restore it from); "
+                    "`make repair` records it as dealt with",
                     repairable=False,
+                    raw_key=key,
+                    sha256=digest,
                 )
             )
+    if known:
+        result.notes.append(
+            f"{known} damaged raw answers are known (recorded by `make repair` under "
+            f"{KNOWN_DAMAGE}/): each account's day keeps what it had, the bytes are kept as "
+            "they are"
+        )
     quarantined = len(storage.files(QUARANTINE))
     if quarantined:
         result.notes.append(
@@ -207,6 +231,35 @@ def _verify_raw(storage: Storage, result: Verified) -> dict[date, int]:
 
 def _read_raw(storage: Storage, key: str) -> None:
     read_envelope(storage.location(key))
+
+
+def _known_damage_key(key: str) -> str:
+    return f"{KNOWN_DAMAGE}/{key.removeprefix('raw/')}"
+
+
+def _known_damage(storage: Storage, key: str) -> str | None:
+    """The SHA-256 recorded when `repair` dealt with the damaged raw answer `key`, if it did
+    (a record that cannot be read counts as none)."""
+    record = _known_damage_key(key)
+    if not storage.exists(record):
+        return None
+    try:
+        return str(json.loads(storage.read_bytes(record))["sha256"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _record_known_damage(storage: Storage, key: str, sha256: str, finding: Finding) -> None:
+    """Record that `repair` has dealt with the damaged raw answer `key`: what was wrong, what
+    its day keeps, and the SHA-256 of its bytes (a record no longer applies once they change)."""
+    record = {
+        "answer": key,
+        "sha256": sha256,
+        "damage": finding.damage,
+        "day": finding.used_by,
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    storage.write_bytes(_known_damage_key(key), json.dumps(record, ensure_ascii=False).encode())
 
 
 def _name(key: str) -> str:
@@ -346,7 +399,8 @@ class Repaired:
 def repair(settings: Settings, accounts: Sequence[str] | None = None) -> Repaired:
     """Rebuild every derived file that is damaged or missing (a day's files from its raw
     answers, a compacted month from its daily files), compact closed months, build the
-    warehouse, then verify. A damaged raw answer is left as it is."""
+    warehouse, then verify. A damaged raw answer is left as it is, and recorded as dealt with
+    once the views are built without it."""
     before = verify(settings)
     storage = open_root(settings.data_root).absolute()
     healed = heal.heal(
@@ -361,4 +415,7 @@ def repair(settings: Settings, accounts: Sequence[str] | None = None) -> Repaire
     compactor.refresh(today_in_seoul())  # months closed since the last run, or left behind
     healed += heal.heal(storage, [DamagedFileError(d.path, d.reason) for d in compactor.found])
     built = build_warehouse(settings, accounts)
+    for finding in before.findings:
+        if finding.raw_key is not None and finding.sha256 is not None:
+            _record_known_damage(storage, finding.raw_key, finding.sha256, finding)
     return Repaired(before, healed + built.healed, verify(settings))

@@ -5,6 +5,7 @@ each (real files, truncated with os.truncate; the values compared to what the si
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -363,8 +364,9 @@ def test_verify_names_one_damaged_file_of_each_kind_and_repair_rebuilds_the_deri
     assert "views " + ", ".join(CATEGORY_VIEWS) in found
     assert f"DAILY FILE missing: {removed}" in found
 
+    raw_bytes = raw.read_bytes()
     repaired = command("repair")
-    assert repaired.returncode == 2, repaired.stderr  # the raw answer cannot be rebuilt
+    assert repaired.returncode == 0, repaired.stderr + repaired.stdout
     assert f"repaired: {daily} was damaged" in repaired.stdout
     assert f"repaired: {compacted} was damaged" in repaired.stdout
     assert f"repaired: {removed} was missing: rebuilt from the raw answers of {days[1]}" in (
@@ -374,9 +376,14 @@ def test_verify_names_one_damaged_file_of_each_kind_and_repair_rebuilds_the_deri
     assert_all_served([*days, today])
 
     after = command("verify")
-    assert after.returncode == 2  # only what repair cannot rebuild is left
-    assert after.stdout.count("damaged (") == 1 and str(raw) in after.stdout
-    assert raw.stat().st_size > 0  # reported, never rewritten or removed
+    assert after.returncode == 0, after.stdout  # the raw answer repair dealt with is a note
+    assert "damaged (" not in after.stdout
+    assert "1 damaged raw answers are known" in after.stdout
+    assert raw.read_bytes() == raw_bytes  # never rewritten or removed
+
+    cut(raw)  # damaged again, otherwise: no longer the answer repair dealt with
+    again = command("verify")
+    assert again.returncode == 2 and str(raw) in again.stdout, again.stdout
 
 
 def test_on_an_s3_root_a_run_heals_derived_files_and_verify_and_repair_name_every_one(
@@ -409,15 +416,14 @@ def test_on_an_s3_root_a_run_heals_derived_files_and_verify_and_repair_name_ever
     for url in (raw_url, daily, compacted):
         assert url.startswith("s3://") and url in verified.stdout
     repaired = command("repair")
-    assert repaired.returncode == 2, repaired.stderr + repaired.stdout
+    assert repaired.returncode == 0, repaired.stderr + repaired.stdout
     after = command("verify")
-    assert (
-        after.returncode == 2 and after.stdout.count("damaged (") == 1 and raw_url in after.stdout
-    )
+    assert after.returncode == 0 and "damaged (" not in after.stdout, after.stdout
+    assert "1 damaged raw answers are known" in after.stdout
     assert_all_served([*days, today])
 
 
-def test_the_repair_history_job_rebuilds_and_fails_naming_what_it_cannot(
+def test_the_repair_history_job_rebuilds_and_records_the_damaged_raw_answer(
     isolated_env: Path,
 ) -> None:
     from pipelines.definitions import defs
@@ -430,15 +436,23 @@ def test_the_repair_history_job_rebuilds_and_fails_naming_what_it_cannot(
     [raw] = RawLanding(isolated_env).answers_by_account(yesterday)[ACCOUNTS[0].id]
     cut(daily)
     cut(raw)
+    raw_bytes = raw.read_bytes()
 
     job = defs.resolve_job_def("repair_history")
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-    assert not result.success
-    description, metadata = failure(result)
-    assert str(raw) in description and "RAW ANSWER damaged" in description
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success
+    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = {k: v.value for k, v in output.step_output_data.metadata.items()}
     assert [text for text in metadata["repaired"] if str(daily) in text]
-    assert metadata["still_damaged"] == [
-        text for text in metadata["still_damaged"] if str(raw) in text
+    assert [text for text in metadata["damaged_raw_answers"] if str(raw) in text]
+    assert metadata["still_damaged"] == []
+    warnings = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.level == logging.WARNING and "kept as it is" in entry.user_message
     ]
+    assert len(warnings) == 1 and str(raw) in warnings[0]
+    assert raw.read_bytes() == raw_bytes
     parquet.verify(daily)
     assert_all_served([yesterday, today])

@@ -1,6 +1,7 @@
 """`make repair`: rebuild every derived file of the data root that is damaged or missing (a
 day's Parquet files from its raw answers, a compacted month from its daily files, the
-warehouse), then verify. A damaged raw answer is only reported: nothing rewrites it.
+warehouse), then verify. A damaged raw answer is never rewritten: it is recorded as dealt
+with (raw/known-damage/), its account's day keeping what it had.
 
     python -m pipelines.commands.repair      # KIS_DATA_ROOT (or .env), local or s3://
 

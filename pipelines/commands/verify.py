@@ -3,8 +3,9 @@ view; print each damaged or missing file with what depends on it.
 
     python -m pipelines.commands.verify      # KIS_DATA_ROOT (or .env), local or s3://
 
-Exit status: 0 nothing damaged or missing; 1 something `make repair` rebuilds; 2 only what it
-cannot (a damaged raw answer, a damaged day with no raw answer left); 3 it could not run.
+Exit status: 0 nothing damaged or missing (a damaged raw answer `make repair` has dealt with is
+a note); 1 something `make repair` rebuilds; 2 only what it cannot (a damaged raw answer no
+repair has dealt with yet, a damaged day with no raw answer left); 3 it could not run.
 """
 
 from __future__ import annotations
