@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path, PurePosixPath
@@ -31,10 +31,14 @@ WAREHOUSE_FILE = "warehouse.duckdb"
 #: (ETag, size, last-modified) in object storage.
 Fingerprint = tuple[int | str, ...]
 
-#: A scheme followed by ":/": a URL, never a local folder (Windows drive letters have 1 letter).
-_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):/")
+#: A scheme or a drive letter and a colon at the start: a URL (or a slip of one), never a local
+#: folder (a local folder whose name has a colon is written "./name:with:colon").
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):(?P<slashes>/*)")
+#: A URL scheme of a store, followed by "//" without its colon: "s3//bucket".
+_MISSING_COLON = re.compile(r"^(?P<scheme>s3[an]?|gs|gcs|az|abfss?|r2|https?|file|hdfs)//", re.I)
 _S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
-SCHEMES = ("s3",)
+#: What a data root may be, as every refusal says.
+ACCEPTED_ROOTS = "a local directory (absolute, ~/..., or relative: {base}) or s3://bucket[/prefix]"
 
 
 class RootError(ValueError):
@@ -511,24 +515,61 @@ def open_input(location: Location) -> pa.NativeFile:
     return pa.OSFile(str(location))
 
 
-def parse_root(text: str, environ: Mapping[str, str]) -> DataRoot:
-    """KIS_DATA_ROOT as a data root: a local path (`~` expanded, made absolute) or
-    s3://bucket[/prefix] with access from the AWS_* variables in `environ`.
+def parse_root(text: str, environ: Mapping[str, str], *, base: Path | None = None) -> DataRoot:
+    """KIS_DATA_ROOT as a data root: a local path (`~` expanded; relative to `base`, default the
+    working directory; made absolute) or s3://bucket[/prefix] (`S3://` too: schemes are
+    case-insensitive) with access from the AWS_* variables in `environ`.
 
-    Any other URL is refused: taken as a path, it would silently be a local folder."""
-    url = _URL.match(text)
-    if not url:
-        return Path(text).expanduser().resolve()
-    if url["scheme"].lower() not in SCHEMES:
-        raise RootError(
-            f"{url['scheme']}:// is not supported; use a local directory or "
-            "s3://bucket/prefix (any S3-compatible store: AWS, MinIO, R2, Ceph)"
-        )
-    s3 = _S3_URL.match("s3" + text[len(url["scheme"]) :])
+    Anything that looks like a URL or a slip of one (`s3:bucket`, `s3:/bucket`, `s3//bucket`,
+    `x:/srv`, `file:///srv`, `gs://…`) is refused, naming the accepted forms: taken as a path,
+    it would silently become a local folder of that name."""
+    accepted = ACCEPTED_ROOTS.format(
+        base=f"under {base}" if base is not None else "under the working directory"
+    )
+
+    def refused(reason: str) -> RootError:
+        return RootError(f"{reason}; expected {accepted}")
+
+    if text != text.strip():
+        raise refused("spaces or a line break at either end")
+    url = _SCHEME.match(text)
+    if url and url["scheme"].lower() == "s3" and url["slashes"].startswith("//"):
+        return _s3_root(text, environ, refused)
+    if url:
+        scheme, slashes = url["scheme"], url["slashes"]
+        if scheme.lower() == "s3":
+            raise refused(f"{scheme}:{slashes} needs two slashes (s3://bucket/prefix)")
+        if scheme.lower() == "file":
+            raise refused(
+                f"a {scheme}: URL is not taken: write the path itself ({_file_path(text)})"
+            )
+        if len(scheme) == 1:
+            raise refused(f"{scheme}: is a drive letter, not a path on this machine")
+        raise refused(f"{scheme}:{slashes} is a URL this project does not read")
+    missing = _MISSING_COLON.match(text)
+    if missing:
+        raise refused(f"{missing['scheme']}// looks like {missing['scheme']}:// without its colon")
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError as error:  # ~name of no such user, or no home directory at all
+        raise refused(f"cannot expand ~ ({error})") from None
+    return ((base or Path.cwd()) / path).resolve()
+
+
+def _file_path(text: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(text).path) or "/"
+
+
+def _s3_root(
+    text: str, environ: Mapping[str, str], refused: Callable[[str], RootError]
+) -> ObjectPath:
+    s3 = _S3_URL.match("s3" + text[2:])
     if not s3 or "?" in text or "#" in text or "//" in (s3["prefix"] or ""):
-        raise RootError(
-            "expected s3://bucket or s3://bucket/prefix (a bucket name of 3-63 lowercase "
-            "letters, digits, dots and hyphens; no query)"
+        raise refused(
+            "not an s3:// URL of a bucket (3-63 lowercase letters, digits, dots and hyphens), "
+            "an optional prefix and no query"
         )
     bucket, prefix = s3["bucket"], (s3["prefix"] or "").strip("/")
     data_home = environ.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
