@@ -16,17 +16,27 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from pipelines.storage.files import atomic_path, atomic_paths, locked
+from pipelines.storage.files import (
+    LEFTOVER_AGE,
+    atomic_path,
+    atomic_paths,
+    held,
+    locked,
+    sweep,
+)
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
 WAREHOUSE_FILE = "warehouse.duckdb"
+#: The folder (in a local root, or in an s3:// root's local directory) where files are written
+#: before they become their keys; what a killed writer leaves there, `Storage.sweep` removes.
+STAGING = ".staging"
 #: What changes whenever a file is rewritten: (inode, size, mtime_ns) on a local disk,
 #: (ETag, size, last-modified) in object storage.
 Fingerprint = tuple[int | str, ...]
@@ -116,6 +126,11 @@ class Storage(ABC):
         """An exclusive lock for one writer of `name` (see each implementation for its reach)."""
 
     @abstractmethod
+    def sweep(self, *, older_than: timedelta = LEFTOVER_AGE) -> list[str]:
+        """Remove what killed writers left behind, once older than any run can live and held by
+        no live process; returns what was removed (paths, or the uploads aborted)."""
+
+    @abstractmethod
     def default_warehouse(self) -> Path:
         """Where the DuckDB warehouse file goes when KIS_WAREHOUSE is not set (always local)."""
 
@@ -165,7 +180,8 @@ class LocalStorage(Storage):
 
     @contextlib.contextmanager
     def staged(self, key: str, *, overwrite: bool = True, private: bool = True) -> Iterator[Path]:
-        with atomic_path(self.location(key), overwrite=overwrite) as tmp:
+        staging = self.root / STAGING
+        with atomic_path(self.location(key), overwrite=overwrite, staging=staging) as tmp:
             yield tmp
             if not private:
                 tmp.chmod(0o644)
@@ -173,8 +189,13 @@ class LocalStorage(Storage):
     @contextlib.contextmanager
     def staged_many(self, keys: Sequence[str]) -> Iterator[list[Path]]:
         # a rebuild writes thousands of files: one sync of the disk for all, not two per file
-        with atomic_paths([self.location(key) for key in keys]) as temps:
+        finals = [self.location(key) for key in keys]
+        with atomic_paths(finals, staging=self.root / STAGING) as temps:
             yield temps
+
+    def sweep(self, *, older_than: timedelta = LEFTOVER_AGE) -> list[str]:
+        """The temporary files of killed writers in the root's staging folder."""
+        return [str(path) for path in sweep(self.root / STAGING, older_than=older_than)]
 
     def exists(self, key: str) -> bool:
         return self.location(key).exists()
@@ -348,7 +369,12 @@ class ObjectStorage(Storage):
 
     @contextlib.contextmanager
     def staged(self, key: str, *, overwrite: bool = True, private: bool = True) -> Iterator[Path]:
-        with tempfile.TemporaryDirectory(prefix="kis-staged-") as directory:
+        staging = self.local_dir / STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        with (
+            tempfile.TemporaryDirectory(dir=staging, prefix=".put.", suffix=".tmp") as directory,
+            held(Path(directory)),  # held while this writer lives: `sweep` spares it
+        ):
             tmp = Path(directory) / PurePosixPath(key).name
             tmp.touch(0o600)
             yield tmp
@@ -407,6 +433,36 @@ class ObjectStorage(Storage):
 
     def default_warehouse(self) -> Path:
         return self.local_dir / WAREHOUSE_FILE
+
+    def sweep(self, *, older_than: timedelta = LEFTOVER_AGE) -> list[str]:
+        """This machine's staged files of killed writers, and the root's multipart uploads
+        started longer than `older_than` ago and never completed (a PUT above 100 MB cut off:
+        invisible, but stored and billed until aborted). The store cannot tell whether the
+        writer of an upload is alive: its age alone decides."""
+        removed = [str(path) for path in sweep(self.local_dir / STAGING, older_than=older_than)]
+        cutoff = datetime.now(UTC) - older_than
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        markers: dict[str, str] = {}
+        while True:
+            page = self.fs.call_s3(
+                "list_multipart_uploads", Bucket=self.bucket, Prefix=prefix, **markers
+            )
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < cutoff:
+                    self.fs.call_s3(
+                        "abort_multipart_upload",
+                        Bucket=self.bucket,
+                        Key=upload["Key"],
+                        UploadId=upload["UploadId"],
+                    )
+                    key, upload_id = upload["Key"], upload["UploadId"]
+                    removed.append(f"s3://{self.bucket}/{key} (upload {upload_id})")
+            if not page.get("IsTruncated"):
+                return removed
+            markers = {
+                "KeyMarker": page["NextKeyMarker"],
+                "UploadIdMarker": page["NextUploadIdMarker"],
+            }
 
     @property
     def plain_duckdb_reads(self) -> bool:

@@ -9,6 +9,9 @@ one it was built in, so a copied or moved root reads its own files; s3:// URLs s
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import date
@@ -23,7 +26,7 @@ from pipelines.kis import layouts
 from pipelines.lake import schema
 from pipelines.lake.compaction import CompactedMonths, TableFiles
 from pipelines.lake.tables import ParquetTables
-from pipelines.storage.files import atomic_path, locked
+from pipelines.storage.files import atomic_path, locked, sweep
 from pipelines.storage.roots import (
     WAREHOUSE_FILE,
     DataRoot,
@@ -36,6 +39,7 @@ from pipelines.warehouse.targets import Target
 from pipelines.warehouse.views import DERIVED_VIEWS, DRIFT_VIEW, GLOSSARY
 
 FILE_NAME = WAREHOUSE_FILE
+log = logging.getLogger(__name__)
 #: Reads of the views tried again when another writer replaced a file they were reading.
 READ_ATTEMPTS = 4
 T = TypeVar("T")
@@ -234,6 +238,8 @@ def build(
     storage = open_root(data_root).absolute()  # paths in views read from any directory
     final = path or open_root(data_root).default_warehouse()
     with locked(final.parent / ".locks" / "warehouse.lock"):
+        for leftover in _sweep_leftovers(final):
+            log.info("removed %s, left by a killed process", leftover)
         for attempt in range(1, READ_ATTEMPTS + 1):
             try:
                 return _build(storage, targets, capture, final)
@@ -242,6 +248,35 @@ def build(
                     raise
             time.sleep(0.1 * attempt)
     raise AssertionError("unreachable")
+
+
+def _sweep_leftovers(final: Path) -> list[Path]:
+    """What killed builds left beside the warehouse (their temporary file, its DuckDB WAL and
+    spill folder), once older than any run can live: no build is alive but ours (we hold the
+    builder's lock). And a WAL of the file about to be replaced, left by a killed read-write
+    session (`duckdb` without -readonly): DuckDB would replay it into the new file and refuse
+    to open it; it goes unless a live session still holds the file."""
+    removed = sweep(final.parent, named=lambda name: name.startswith(f".{final.name}."))
+    wal = final.with_name(f"{final.name}.wal")
+    if wal.exists() and not _held_by_a_writer(final):
+        wal.unlink(missing_ok=True)
+        removed.append(wal)
+    return removed
+
+
+def _held_by_a_writer(database: Path) -> bool:
+    """Whether a live DuckDB session has `database` open for writing (its fcntl write lock)."""
+    try:
+        fd = os.open(database, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _build(
