@@ -235,7 +235,7 @@ def test_a_put_cut_off_mid_body_leaves_the_previous_object(s3_root: str, s3_endp
 
 def test_a_report_is_stored_as_a_web_page(s3_root: str, s3_endpoint: str) -> None:
     storage = open_root(parse_root(s3_root, os.environ))
-    storage.write_bytes("reports/portfolio-2024-05-02.html", b"<!doctype html>", private=False)
+    storage.write_bytes("reports/portfolio-2024-05-02.html", b"<!doctype html>")
     bucket = urlsplit(s3_root).netloc
     head = objectstore.client(s3_endpoint).head_object(
         Bucket=bucket, Key="history/reports/portfolio-2024-05-02.html"

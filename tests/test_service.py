@@ -26,6 +26,7 @@ from pipelines.commands import service
 from pipelines.kis.tokens import SEOUL
 from pipelines.settings import REPO_ROOT
 from pipelines.simulator.server import Simulator
+from tests.runs import not_owner_only
 
 ACCOUNTS = ("12345678-01", "12345678-21")
 #: Longer than the client's five attempts for the first account (backoff at most 0.5+1+2+4 s),
@@ -41,10 +42,13 @@ class Unit:
     working_directory: str
     environment: dict[str, str]
     exec_start: list[str]
+    #: UMask= (systemd's default for a service: 0022)
+    umask: int = 0o022
 
 
 def read_unit(path: Path) -> Unit:
-    """The [Service] lines a user unit needs here: WorkingDirectory, Environment, ExecStart."""
+    """The [Service] lines a user unit needs here: WorkingDirectory, Environment, ExecStart,
+    UMask."""
     values: dict[str, list[str]] = {}
     for line in path.read_text().splitlines():
         key, sep, value = line.partition("=")
@@ -54,7 +58,8 @@ def read_unit(path: Path) -> Unit:
         word.split("=", 1) for value in values["Environment"] for word in shlex.split(value)
     )
     [working_directory], [exec_start] = values["WorkingDirectory"], values["ExecStart"]
-    return Unit(working_directory, environment, shlex.split(exec_start))
+    umask = int(values["UMask"][-1], 8) if "UMask" in values else 0o022
+    return Unit(working_directory, environment, shlex.split(exec_start), umask)
 
 
 def test_the_units_run_the_daemon_and_the_ui_from_this_checkout(tmp_path: Path) -> None:
@@ -84,6 +89,8 @@ def test_the_units_run_the_daemon_and_the_ui_from_this_checkout(tmp_path: Path) 
     for unit in (daemon, webserver):
         assert unit.environment["DAGSTER_HOME"] == str(home)
         assert unit.working_directory == str(REPO_ROOT)
+        assert unit.umask == 0o077  # what they write is readable by the user only
+    assert not_owner_only(home) == []
     text = (home / "dagster.yaml").read_text()
     assert "class: QueuedRunCoordinator" in text and "class: DefaultRunLauncher" in text
     # installing again keeps an instance file the user edited
@@ -237,6 +244,7 @@ def test_the_service_captures_today_through_an_outage_with_nobody_acting(
                     stdout=logs[name],
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group, for the cleanup
+                    umask=unit.umask,
                 )
             )
         try:
@@ -285,6 +293,8 @@ def test_the_service_captures_today_through_an_outage_with_nobody_acting(
             assert "All 2 accounts have today's snapshot" in tick["skipReason"]
             assert sim.requests["balance"] == calls
             assert len(ui.capture_runs(today)) == len(runs)
+            # the data, Dagster's storage and logs, the token cache: the user's only
+            assert not_owner_only(data_root, tmp_path / "dagster_home", tmp_path / "cache") == []
         except BaseException:
             with contextlib.suppress(Exception):
                 print(f"--- runs: {ui.capture_runs(today)}\n--- ticks: {ui.ticks()[:10]}")

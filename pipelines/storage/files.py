@@ -1,5 +1,6 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either; and
-the sweep of what a killed writer left behind."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of either, and
+each is readable by its owner only (0600 files in 0700 folders); the sweep of what a killed
+writer left behind."""
 
 from __future__ import annotations
 
@@ -32,12 +33,26 @@ def _fsync_dir(directory: Path) -> None:
 LEFTOVER_AGE = timedelta(hours=6)
 
 
+def private_dirs(directory: Path) -> None:
+    """Create `directory` and its missing parents as 0700 (`mkdir -p` would give the parents
+    0755); folders that exist are left as they are."""
+    missing: list[Path] = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another writer
+            continue
+
+
 def _staging_for(final: Path, staging: Path | None) -> Path:
     """Where the temporary file of `final` goes: `staging` when it is on the same filesystem
     (a rename cannot cross filesystems), else beside `final`."""
     if staging is None:
         return final.parent
-    staging.mkdir(parents=True, exist_ok=True)
+    private_dirs(staging)
     if os.stat(staging).st_dev != os.stat(final.parent).st_dev:
         return final.parent
     return staging
@@ -54,7 +69,7 @@ def atomic_path(
     On any failure the temporary file is removed and `final` is left as it was. While the block
     runs the temporary file is flock'ed, so `sweep` never takes it from a live writer.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(final.parent)
     fd, name = tempfile.mkstemp(
         dir=_staging_for(final, staging), prefix=f".{final.name}.", suffix=".tmp"
     )
@@ -98,13 +113,13 @@ def atomic_paths(finals: Sequence[Path], *, staging: Path | None = None) -> Iter
     with contextlib.ExitStack() as stack:
         batch: Path | None = None
         if staging is not None and finals:
-            staging.mkdir(parents=True, exist_ok=True)
+            private_dirs(staging)
             batch = Path(tempfile.mkdtemp(dir=staging, prefix=".batch.", suffix=".tmp"))
             stack.callback(shutil.rmtree, batch, ignore_errors=True)
             stack.enter_context(held(batch))
         try:
             for number, final in enumerate(finals):
-                final.parent.mkdir(parents=True, exist_ok=True)
+                private_dirs(final.parent)
                 where = final.parent if batch is None else _staging_for(final, batch)
                 fd, name = tempfile.mkstemp(
                     dir=where, prefix=f".{number}.{final.name}.", suffix=".tmp"
@@ -137,7 +152,7 @@ def held(directory: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on `lock_path` (created if missing, mode 0600)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(lock_path.parent)
     fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -26,6 +26,7 @@ from pipelines.storage.files import (
     atomic_paths,
     held,
     locked,
+    private_dirs,
     sweep,
 )
 
@@ -77,20 +78,18 @@ class Storage(ABC):
         """A seekable reader, e.g. for a Parquet footer without reading the whole file."""
 
     @abstractmethod
-    def write_bytes(
-        self, key: str, data: bytes, *, overwrite: bool = True, private: bool = True
-    ) -> Location:
+    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> Location:
         """Store `data` under `key` in one step: readers see the previous file or the whole new
         one, never part of either, and a write that fails or is killed leaves the previous one.
 
         `overwrite=False` never replaces an existing key (FileExistsError instead), also when
-        another process writes the same key at the same moment. A `private` local file is
-        readable by its owner only (0600); a report is not private (0644).
+        another process writes the same key at the same moment. A local file is readable by its
+        owner only (0600, in 0700 folders), the reports too.
         """
 
     @abstractmethod
     def staged(
-        self, key: str, *, overwrite: bool = True, private: bool = True
+        self, key: str, *, overwrite: bool = True
     ) -> contextlib.AbstractContextManager[Path]:
         """A local temporary file to write `key` into; when the block ends without an error it
         becomes `key` in one step, as with `write_bytes`, and otherwise nothing changes."""
@@ -149,7 +148,7 @@ class Storage(ABC):
 
 
 class LocalStorage(Storage):
-    """A directory: temp file + rename for every write, flock locks, 0600 files."""
+    """A directory: temp file + rename for every write, flock locks, 0600 files, 0700 folders."""
 
     def __init__(self, root: Path):
         self.root: Path = root
@@ -171,20 +170,16 @@ class LocalStorage(Storage):
 
         return pa.OSFile(str(self.location(key)))
 
-    def write_bytes(
-        self, key: str, data: bytes, *, overwrite: bool = True, private: bool = True
-    ) -> Path:
-        with self.staged(key, overwrite=overwrite, private=private) as tmp:
+    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> Path:
+        with self.staged(key, overwrite=overwrite) as tmp:
             tmp.write_bytes(data)
         return self.location(key)
 
     @contextlib.contextmanager
-    def staged(self, key: str, *, overwrite: bool = True, private: bool = True) -> Iterator[Path]:
+    def staged(self, key: str, *, overwrite: bool = True) -> Iterator[Path]:
         staging = self.root / STAGING
         with atomic_path(self.location(key), overwrite=overwrite, staging=staging) as tmp:
             yield tmp
-            if not private:
-                tmp.chmod(0o644)
 
     @contextlib.contextmanager
     def staged_many(self, keys: Sequence[str]) -> Iterator[list[Path]]:
@@ -353,9 +348,7 @@ class ObjectStorage(Storage):
 
         return pa.PythonFile(self.fs.open(self._path(key), "rb"), mode="r")
 
-    def write_bytes(
-        self, key: str, data: bytes, *, overwrite: bool = True, private: bool = True
-    ) -> ObjectPath:
+    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> ObjectPath:
         # one PUT below 100 MB (s3fs), a multipart upload above: all or nothing
         content_type = mimetypes.guess_type(key)[0]  # a report opens as a page from the store
         with self._refused_if_existing(key, overwrite):
@@ -368,9 +361,9 @@ class ObjectStorage(Storage):
         return self.location(key)
 
     @contextlib.contextmanager
-    def staged(self, key: str, *, overwrite: bool = True, private: bool = True) -> Iterator[Path]:
+    def staged(self, key: str, *, overwrite: bool = True) -> Iterator[Path]:
         staging = self.local_dir / STAGING
-        staging.mkdir(parents=True, exist_ok=True)
+        private_dirs(staging)
         with (
             tempfile.TemporaryDirectory(dir=staging, prefix=".put.", suffix=".tmp") as directory,
             held(Path(directory)),  # held while this writer lives: `sweep` spares it

@@ -309,6 +309,7 @@ def _build(
             _comment_columns(con)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
+        tmp.chmod(0o600)  # DuckDB creates it as the umask says; like every file here, owner-only
     return final
 
 
