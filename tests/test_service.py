@@ -151,6 +151,16 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def window_open_for_the_test() -> datetime:
+    """Now (Asia/Seoul), after midnight if it is a few minutes away: the capture window the
+    tests open (see capture_window) must stay open while they run."""
+    now = datetime.now(SEOUL)
+    if now.hour == 23 and now.minute >= 57:
+        time.sleep((now.replace(minute=59, second=59) - now).total_seconds() + 2)
+        now = datetime.now(SEOUL)
+    return now
+
+
 def capture_window(now: datetime) -> str:
     """From a minute before now to midnight (Asia/Seoul)."""
     start = max(now - timedelta(minutes=1), now.replace(hour=0, minute=0))
@@ -201,10 +211,7 @@ def test_the_service_captures_today_through_an_outage_with_nobody_acting(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     deadline = Deadline(DEADLINE_SECONDS)
-    now = datetime.now(SEOUL)
-    if now.hour == 23 and now.minute >= 57:  # the window must stay open for the whole test
-        time.sleep((now.replace(minute=59, second=59) - now).total_seconds() + 2)
-        now = datetime.now(SEOUL)
+    now = window_open_for_the_test()
     today = now.date().isoformat()
     port = free_port()
     # as `make service` does: the units, the instance's dagster.yaml, its storage
@@ -356,6 +363,18 @@ def failure_message(home: Path, run_id: str) -> str:
         )
 
 
+def killed_and_failed(home: Path, deadline: Deadline, run_id: str, what: str, *pids: int) -> None:
+    """SIGKILL `pids`, then the run must be FAILURE within DETECTED_WITHIN."""
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    deadline.wait_for(
+        f"{what} to be FAILURE", lambda: run_status(home, run_id) == "FAILURE", every=0.5
+    )
+    deadline.mark(f"{what}: FAILURE {time.monotonic() - killed:.1f} s after the kill")
+    assert time.monotonic() - killed < DETECTED_WITHIN
+
+
 def test_a_run_whose_process_died_is_failed_within_seconds(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -364,10 +383,7 @@ def test_a_run_whose_process_died_is_failed_within_seconds(
     started from a terminal (`make run`) killed on its own. Before, both stayed STARTED until
     their maximum runtime (an hour, or never for a hand run) and held today's capture."""
     deadline = Deadline(DEADLINE_SECONDS)
-    now = datetime.now(SEOUL)
-    if now.hour == 23 and now.minute >= 57:  # the window must stay open for the whole test
-        time.sleep((now.replace(minute=59, second=59) - now).total_seconds() + 2)
-        now = datetime.now(SEOUL)
+    now = window_open_for_the_test()
     today = now.date().isoformat()
     home = tmp_path / "dagster_home"
     service.install(unit_dir=tmp_path / "units", dagster_home=home, venv=REPO_ROOT / ".venv")
@@ -408,16 +424,7 @@ def test_a_run_whose_process_died_is_failed_within_seconds(
             run_id, pid = started_run(home, deadline, **{"kis/capture_day": today})
             deadline.mark(f"capture run {run_id} started in process {pid}")
             server = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            for victim in (server, pid):
-                os.kill(victim, signal.SIGKILL)
-            killed = time.monotonic()
-            deadline.wait_for(
-                "the killed capture run to be FAILURE",
-                lambda: run_status(home, run_id) == "FAILURE",
-                every=0.5,
-            )
-            deadline.mark(f"FAILURE {time.monotonic() - killed:.1f} s after the kill")
-            assert time.monotonic() - killed < DETECTED_WITHIN
+            killed_and_failed(home, deadline, run_id, "the capture run", server, pid)
             assert f"the run's process (pid {pid}) is gone" in failure_message(home, run_id)
 
             # a run from a terminal, in a process of its own, killed alone
@@ -433,15 +440,7 @@ def test_a_run_whose_process_died_is_failed_within_seconds(
             processes.append(hand)
             run_id, pid = started_run(home, deadline, **{"dagster/partition": "2024-05-02"})
             assert pid == hand.pid
-            os.kill(pid, signal.SIGKILL)
-            killed = time.monotonic()
-            deadline.wait_for(
-                "the killed hand run to be FAILURE",
-                lambda: run_status(home, run_id) == "FAILURE",
-                every=0.5,
-            )
-            deadline.mark(f"hand run FAILURE {time.monotonic() - killed:.1f} s after the kill")
-            assert time.monotonic() - killed < DETECTED_WITHIN
+            killed_and_failed(home, deadline, run_id, "the hand run", pid)
         except BaseException:
             log.flush()
             print((tmp_path / "daemon.log").read_text(errors="replace")[-8000:])
