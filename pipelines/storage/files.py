@@ -1,6 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either, and
-each is readable by its owner only (0600 files in 0700 folders); the sweep of what a killed
-writer left behind."""
+"""Atomic owner-only writes (0600 files in 0700 folders): a reader sees the old file or the new
+one, never half of either; and the sweep of what killed writers left behind."""
 
 from __future__ import annotations
 
