@@ -17,6 +17,10 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 .PHONY: help setup demo run ui service sql export verify repair browser postgres-server simulator test lint typecheck bench check
 
+# What the targets write (the data root, the warehouse, Dagster's instance in DAGSTER_HOME) is
+# readable by you only: files 0600, folders 0700. chmod also tightens what older versions left.
+PRIVATE = umask 077 && mkdir -p "$(DAGSTER_HOME)" && chmod -R go= "$(DAGSTER_HOME)" &&
+
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
@@ -27,13 +31,13 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	@touch $@
 
 demo: setup ## a month of simulated history, today's partition, and a query of the result
-	$(BIN)/python -m pipelines.commands.demo
+	$(PRIVATE) $(BIN)/python -m pipelines.commands.demo
 
 run: setup ## materialize today's partition with your .env / KIS_* settings
-	$(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
+	$(PRIVATE) $(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
 
 ui: setup ## the Dagster UI on http://127.0.0.1:3000 (dg dev, capture sensor included)
-	$(BIN)/dg dev -h 127.0.0.1 -p 3000
+	$(PRIVATE) $(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 # e.g. make service SERVICE_ARGS="--port 3001 --dagster-home /srv/kis/dagster"
 SERVICE_ARGS ?=

@@ -30,8 +30,8 @@ from pipelines.ingest.landing import RawLanding, SnapshotError
 from pipelines.kis.protocol import KisApiError
 from pipelines.lake import schema
 from pipelines.reporting import day_summary, report
-from pipelines.settings import SettingsError
-from pipelines.storage.roots import StoreUnreachableError
+from pipelines.settings import Settings, SettingsError
+from pipelines.storage.roots import StoreUnreachableError, open_root
 from pipelines.tidy import build as tidy
 from pipelines.tidy import checks
 from pipelines.warehouse import warehouse
@@ -65,6 +65,29 @@ def explained_failures() -> Iterator[None]:
         raise dg.Failure(description=str(error), allow_retries=False) from error
 
 
+#: Data roots this process has swept: once per run (its process) is enough.
+_SWEPT: set[str] = set()
+
+
+def _sweep_leftovers(context: dg.AssetExecutionContext, settings: Settings) -> None:
+    """Remove what killed runs left in the data root (staged files; in object storage, uploads
+    never completed) once older than any run can live; never fails the run."""
+    root = str(settings.data_root)
+    if root in _SWEPT:
+        return
+    _SWEPT.add(root)
+    try:
+        removed = open_root(settings.data_root).sweep()
+    except Exception as error:  # e.g. a store that refuses to list multipart uploads
+        context.log.warning(f"could not sweep the leftovers of killed runs in {root}: {error}")
+        return
+    if removed:
+        context.log.info(
+            f"removed {len(removed)} leftover(s) of killed runs: {', '.join(removed[:10])}"
+            + (" …" if len(removed) > 10 else "")
+        )
+
+
 def _days(context: dg.AssetExecutionContext) -> list[date]:
     """The run's days: one partition, or a whole range in a single-run backfill."""
     return [date.fromisoformat(key) for key in context.partition_keys]
@@ -96,6 +119,7 @@ def kis_balance_raw(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Mat
 
 def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
     settings = kis.settings()
+    _sweep_leftovers(context, settings)
     days, today = _days(context), today_in_seoul()
     landing = RawLanding(settings.data_root)
     source = describe_source(settings)
@@ -223,6 +247,7 @@ def balance_tables(
     context: dg.AssetExecutionContext, kis: KisConfig
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     settings = kis.settings()
+    _sweep_leftovers(context, settings)  # a build_day run lands nothing: its first step
     with explained_failures():
         result = tidy.build_days(settings.data_root, _days(context))
     check_results: dict[str, list[dg.AssetCheckResult]] = {name: [] for name in schema.TABLES}

@@ -9,19 +9,20 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from pipelines.storage.roots import open_root, parse_root
+from pipelines.storage.roots import parse_root
+from pipelines.warehouse import warehouse
 
 
 class WarehouseDuckDB(DuckDBResource):
-    """DuckDBResource whose connections can read the data root's files (in object storage,
-    the store is registered on each connection, as `warehouse.connect` does)."""
+    """DuckDBResource whose connections read the data root's files, as `warehouse.connect`'s
+    do (in object storage, the store registered; a local root's views pointed at it)."""
 
     data_root: str
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with super().get_connection() as con:
-            open_root(parse_root(self.data_root, {})).attach(con)
+            warehouse.attach(con, parse_root(self.data_root, {}))
             yield con
 
 

@@ -6,6 +6,7 @@ import os
 import dagster as dg
 from pydantic import Field
 
+from assets.run_launcher import record_worker
 from pipelines.settings import Settings, SettingsError
 
 
@@ -27,6 +28,10 @@ class KisConfig(dg.ConfigurableResource):
         description="fetch only these of the configured accounts (comma-separated "
         "CANO-ACNT_PRDT_CD); the capture sensor sets it to the accounts still missing today",
     )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # run monitoring tells from this when the run's process died (assets/run_launcher.py)
+        record_worker(context)
 
     def settings(self, *, every_account: bool = False) -> Settings:
         """The settings; with `only_accounts` set, only those accounts (unless

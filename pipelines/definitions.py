@@ -1,5 +1,6 @@
 """The Dagster Definitions of the KIS balance history: load with `-m pipelines.definitions`."""
 
+import os
 import warnings
 from typing import Any
 
@@ -11,6 +12,12 @@ from assets.balance import balance_tables, kis_balance_raw, portfolio_report, wa
 from assets.duckdb_resource import warehouse_duckdb
 from assets.repair import repair_history
 from assets.resources import KisConfig
+
+# Every file a process running this code writes is readable by its owner only (0600 files in
+# 0700 folders): the data root's files are written so anyway; this covers what Dagster and
+# DuckDB write themselves (event logs, compute logs, stored outputs under DAGSTER_HOME) in the
+# code server and every run, wherever they run (make ui, the service, compose, Kubernetes).
+os.umask(0o077)
 
 # `dg launch --assets '*'` parses the selection with a beta parameter of Dagster's own
 # (`AssetSelection.all(include_sources=…)`), which would print on every run: nothing of ours.

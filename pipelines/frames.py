@@ -49,7 +49,8 @@ def _as_date(day: date | str) -> date:
 
 
 def _settings(data_root: Path | str | None) -> Settings:
-    """KIS_DATA_ROOT (and KIS_WAREHOUSE), or the data root given (with its default warehouse)."""
+    """KIS_DATA_ROOT (and KIS_WAREHOUSE), or the data root given (with its default warehouse;
+    a relative one is relative to the repository, as KIS_DATA_ROOT is)."""
     if data_root is None:
         return Settings.from_env()
     return Settings.from_env({**os.environ, "KIS_DATA_ROOT": str(data_root), "KIS_WAREHOUSE": ""})

@@ -161,7 +161,8 @@ class Settings:
         accounts = list(_accounts(values.get("KIS_ACCOUNTS", "")))
         own_keys: dict[Account, Credentials] = {}
         if accounts_file:
-            for account, credentials in _accounts_file(Path(accounts_file), values).items():
+            accounts_path = _local_path(values, "KIS_ACCOUNTS_FILE") or Path()
+            for account, credentials in _accounts_file(accounts_path, values).items():
                 if account in accounts:
                     raise SettingsError(
                         f"account {account.id} is in both KIS_ACCOUNTS and {accounts_file}"
@@ -212,16 +213,10 @@ class Settings:
             account_budget=account_budget,
             max_body_bytes=_body_bytes(values.get("KIS_MAX_BODY_BYTES")),
             sim_faults=sim_faults,
-            targets_file=(
-                Path(values["KIS_TARGETS_FILE"]).expanduser().resolve()
-                if values.get("KIS_TARGETS_FILE")
-                else None
-            ),
+            targets_file=_local_path(values, "KIS_TARGETS_FILE"),
             capture=_capture(values),
             warehouse=(
-                Path(values["KIS_WAREHOUSE"]).expanduser().resolve()
-                if values.get("KIS_WAREHOUSE")
-                else open_root(data_root).default_warehouse()
+                _local_path(values, "KIS_WAREHOUSE") or open_root(data_root).default_warehouse()
             ),
         )
 
@@ -242,14 +237,27 @@ def capture_from_env(
 
 
 def _data_root(values: Mapping[str, str]) -> DataRoot:
-    """KIS_DATA_ROOT: a local folder or s3://bucket/prefix; any other URL is refused."""
+    """KIS_DATA_ROOT: a local folder (relative: to the repository) or s3://bucket/prefix;
+    any other URL, or a slip of one, is refused."""
     text = values.get("KIS_DATA_ROOT") or str(REPO_ROOT / "data")
     try:
-        return parse_root(text, values)
+        return parse_root(text, values, base=REPO_ROOT)
     except StoreSettingError as error:  # names its own variable
         raise SettingsError(str(error)) from None
     except RootError as error:
         raise SettingsError(f"KIS_DATA_ROOT={text!r}: {error}") from None
+
+
+def _local_path(values: Mapping[str, str], name: str) -> Path | None:
+    """A file setting (KIS_WAREHOUSE, KIS_TARGETS_FILE, KIS_ACCOUNTS_FILE): `~` expanded, and a
+    relative path taken from the repository, where `.env` is, whatever the working directory."""
+    text = values.get(name)
+    if not text:
+        return None
+    try:
+        return (REPO_ROOT / Path(text).expanduser()).resolve()
+    except RuntimeError as error:  # ~name of no such user
+        raise SettingsError(f"{name}={text!r}: cannot expand ~ ({error})") from None
 
 
 CAPTURE_PARSERS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from datetime import date
@@ -93,3 +94,19 @@ def kill_while_writing(script: str, *args: str) -> None:
     assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait(timeout=10)
+
+
+def not_owner_only(*roots: Path) -> list[str]:
+    """Every file under `roots` that is not 0600 and every folder (the roots too) that is not
+    0700, with its mode: what someone else on the machine could read."""
+    found = []
+    for root in roots:
+        for folder, _, names in os.walk(root):
+            if stat.S_IMODE(os.stat(folder).st_mode) != 0o700:
+                found.append(f"{folder}/ {oct(stat.S_IMODE(os.stat(folder).st_mode))}")
+            for name in names:
+                path = os.path.join(folder, name)
+                mode = stat.S_IMODE(os.lstat(path).st_mode)
+                if not os.path.islink(path) and mode != 0o600:
+                    found.append(f"{path} {oct(mode)}")
+    return found

@@ -35,6 +35,7 @@ from dagster_postgres import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from assets.automation import TAG_BUILD, TAG_KEY_GROUP
+from assets.run_launcher import WORKER_TAG
 from pipelines.definitions import defs
 from pipelines.ingest.fetch import today_in_seoul
 from tests.postgres import PostgresServer, free_port
@@ -284,6 +285,92 @@ def test_compose_services_as_local_processes_queue_runs_per_app_key_group(
     assert any(start < b_end and b_start < end for start, end in (first, second)), span
 
 
+def test_a_run_killed_with_its_code_server_frees_its_key_group_within_a_minute(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose's user_code, webserver and daemon on the PostgreSQL instance, run monitoring
+    polling every 2 s instead of 30. Two runs of key group a: the first is killed with the
+    user-code server that runs it (as a restart of that container does) and the server comes
+    back. The first is FAILURE soon after and the second starts; before, the first stayed
+    STARTED and held group a's queue for up to an hour.
+    """
+    instance_file = deployment.home / "dagster.yaml"
+    shipped = instance_file.read_text()
+    assert "poll_interval_seconds: 30" in shipped and "class: WatchedRunLauncher" in shipped
+    instance_file.write_text(
+        shipped.replace("poll_interval_seconds: 30", "poll_interval_seconds: 2")
+    )
+    monkeypatch.setenv("KIS_SIM_FAULTS", "*:hang=600")  # every run waits on KIS until killed
+    today = today_in_seoul().isoformat()
+    web_port, port = free_port(), free_port()
+    monkeypatch.setenv("DAGSTER_CODE_SERVER_HOST", "127.0.0.1")
+    monkeypatch.setenv("DAGSTER_CODE_SERVER_PORT", str(port))
+    with contextlib.ExitStack() as stack:
+        user_code = stack.enter_context(
+            deployment.process(local_command("user_code", port=port), "user_code")
+        )
+        wait_for_grpc(port, user_code, deployment.logs / "user_code.log")
+        webserver = stack.enter_context(
+            deployment.process(local_command("webserver", port=web_port), "webserver")
+        )
+        wait_for_http(f"http://127.0.0.1:{web_port}/server_info", webserver)
+        first, second = (
+            launch_run(web_port, {GROUP_TAG: "a", "dagster/partition": today}) for _ in range(2)
+        )
+        stack.enter_context(deployment.process(local_command("daemon"), "daemon"))
+        instance = stack.enter_context(deployment.instance())
+
+        def status(run_id: str) -> dg.DagsterRunStatus:
+            run = instance.get_run_by_id(run_id)
+            assert run is not None
+            return run.status
+
+        def wait(what: str, done: Any, seconds: float) -> float:
+            start = time.monotonic()
+            while not done():
+                assert time.monotonic() - start < seconds, (
+                    f"{what}: not within {seconds} s",
+                    (deployment.logs / "daemon.log").read_text()[-3000:],
+                )
+                time.sleep(0.5)
+            return time.monotonic() - start
+
+        wait(
+            "the first run started, its worker recorded",
+            lambda: (
+                (run := instance.get_run_by_id(first)) is not None
+                and run.status == dg.DagsterRunStatus.STARTED
+                and WORKER_TAG in run.tags
+            ),
+            120,
+        )
+        assert status(second) == dg.DagsterRunStatus.QUEUED  # one run of group a at a time
+        # compose runs the daemon and the user code in containers of their own: the run's
+        # process cannot be seen from the daemon, only its code server can say
+        instance.add_run_tags(first, {WORKER_TAG: "another machine"})
+        os.killpg(user_code.pid, signal.SIGKILL)  # the server and the run it started
+        user_code.wait(timeout=10)
+        killed = time.monotonic()
+        again = stack.enter_context(
+            deployment.process(local_command("user_code", port=port), "user_code_again")
+        )
+        wait_for_grpc(port, again, deployment.logs / "user_code_again.log")
+        wait("the killed run FAILURE", lambda: status(first) == dg.DagsterRunStatus.FAILURE, 60)
+        failed_after = time.monotonic() - killed
+        message = "\n".join(
+            entry.message
+            for entry in instance.all_logs(first)
+            if entry.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
+        )
+        assert "no longer runs it" in message, message
+        wait(
+            "the second run of group a to leave the queue",
+            lambda: status(second) != dg.DagsterRunStatus.QUEUED,
+            30,
+        )
+    assert failed_after < 60
+
+
 def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -434,5 +521,10 @@ def test_helm_values_use_current_chart_keys_and_the_same_run_queue() -> None:
     runs = instance["concurrency"]["runs"]
     assert limits["tagConcurrencyLimits"] == runs["tag_concurrency_limits"]
     assert limits["maxConcurrentRuns"] == runs["max_concurrent_runs"]
+    # a run whose pod died is failed as soon as in deploy/dagster.yaml (K8sRunLauncher checks
+    # its Job), not resumed
+    monitoring, watched = values["dagsterDaemon"]["runMonitoring"], instance["run_monitoring"]
+    assert monitoring["pollIntervalSeconds"] == watched["poll_interval_seconds"] <= 30
+    assert monitoring["maxResumeRunAttempts"] == watched["max_resume_run_attempts"] == 0
     assert values["telemetry"]["enabled"] is False
     assert values["pythonLogs"]["managedPythonLoggers"] == ["pipelines"]

@@ -26,6 +26,7 @@ from pipelines.commands import service
 from pipelines.kis.tokens import SEOUL
 from pipelines.settings import REPO_ROOT
 from pipelines.simulator.server import Simulator
+from tests.runs import not_owner_only
 
 ACCOUNTS = ("12345678-01", "12345678-21")
 #: Longer than the client's five attempts for the first account (backoff at most 0.5+1+2+4 s),
@@ -41,10 +42,13 @@ class Unit:
     working_directory: str
     environment: dict[str, str]
     exec_start: list[str]
+    #: UMask= (systemd's default for a service: 0022)
+    umask: int = 0o022
 
 
 def read_unit(path: Path) -> Unit:
-    """The [Service] lines a user unit needs here: WorkingDirectory, Environment, ExecStart."""
+    """The [Service] lines a user unit needs here: WorkingDirectory, Environment, ExecStart,
+    UMask."""
     values: dict[str, list[str]] = {}
     for line in path.read_text().splitlines():
         key, sep, value = line.partition("=")
@@ -54,7 +58,8 @@ def read_unit(path: Path) -> Unit:
         word.split("=", 1) for value in values["Environment"] for word in shlex.split(value)
     )
     [working_directory], [exec_start] = values["WorkingDirectory"], values["ExecStart"]
-    return Unit(working_directory, environment, shlex.split(exec_start))
+    umask = int(values["UMask"][-1], 8) if "UMask" in values else 0o022
+    return Unit(working_directory, environment, shlex.split(exec_start), umask)
 
 
 def test_the_units_run_the_daemon_and_the_ui_from_this_checkout(tmp_path: Path) -> None:
@@ -84,8 +89,10 @@ def test_the_units_run_the_daemon_and_the_ui_from_this_checkout(tmp_path: Path) 
     for unit in (daemon, webserver):
         assert unit.environment["DAGSTER_HOME"] == str(home)
         assert unit.working_directory == str(REPO_ROOT)
+        assert unit.umask == 0o077  # what they write is readable by the user only
+    assert not_owner_only(home) == []
     text = (home / "dagster.yaml").read_text()
-    assert "class: QueuedRunCoordinator" in text and "class: DefaultRunLauncher" in text
+    assert "class: QueuedRunCoordinator" in text and "class: WatchedRunLauncher" in text
     # installing again keeps an instance file the user edited
     (home / "dagster.yaml").write_text(text + "\n# mine\n")
     service.install(unit_dir=tmp_path / "units", dagster_home=home, venv=REPO_ROOT / ".venv")
@@ -144,6 +151,16 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def window_open_for_the_test() -> datetime:
+    """Now (Asia/Seoul), after midnight if it is a few minutes away: the capture window the
+    tests open (see capture_window) must stay open while they run."""
+    now = datetime.now(SEOUL)
+    if now.hour == 23 and now.minute >= 57:
+        time.sleep((now.replace(minute=59, second=59) - now).total_seconds() + 2)
+        now = datetime.now(SEOUL)
+    return now
+
+
 def capture_window(now: datetime) -> str:
     """From a minute before now to midnight (Asia/Seoul)."""
     start = max(now - timedelta(minutes=1), now.replace(hour=0, minute=0))
@@ -194,10 +211,7 @@ def test_the_service_captures_today_through_an_outage_with_nobody_acting(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     deadline = Deadline(DEADLINE_SECONDS)
-    now = datetime.now(SEOUL)
-    if now.hour == 23 and now.minute >= 57:  # the window must stay open for the whole test
-        time.sleep((now.replace(minute=59, second=59) - now).total_seconds() + 2)
-        now = datetime.now(SEOUL)
+    now = window_open_for_the_test()
     today = now.date().isoformat()
     port = free_port()
     # as `make service` does: the units, the instance's dagster.yaml, its storage
@@ -237,6 +251,7 @@ def test_the_service_captures_today_through_an_outage_with_nobody_acting(
                     stdout=logs[name],
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group, for the cleanup
+                    umask=unit.umask,
                 )
             )
         try:
@@ -285,6 +300,8 @@ def test_the_service_captures_today_through_an_outage_with_nobody_acting(
             assert "All 2 accounts have today's snapshot" in tick["skipReason"]
             assert sim.requests["balance"] == calls
             assert len(ui.capture_runs(today)) == len(runs)
+            # the data, Dagster's storage and logs, the token cache: the user's only
+            assert not_owner_only(data_root, tmp_path / "dagster_home", tmp_path / "cache") == []
         except BaseException:
             with contextlib.suppress(Exception):
                 print(f"--- runs: {ui.capture_runs(today)}\n--- ticks: {ui.ticks()[:10]}")
@@ -297,3 +314,136 @@ def test_the_service_captures_today_through_an_outage_with_nobody_acting(
         finally:
             for log in logs.values():
                 log.close()
+
+
+# -- a run whose process died -----------------------------------------------------------------
+
+#: Run monitoring's poll in the test instance (the shipped files check every 30 s).
+POLL_SECONDS = 2
+#: How soon after the kill the run must be FAILURE: a few polls.
+DETECTED_WITHIN = 30
+
+
+def run_status(home: Path, run_id: str) -> str:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None
+        return str(run.status.value)
+
+
+def started_run(home: Path, deadline: Deadline, **tags: str) -> tuple[str, int]:
+    """The run (with `tags`) once STARTED and its process has recorded where it runs: its id and
+    the PID of its process."""
+    import dagster as dg
+
+    from assets.run_launcher import WORKER_TAG
+
+    def probe() -> tuple[str, int] | None:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            for run in instance.get_runs(filters=dg.RunsFilter(tags=tags)):
+                if run.status == dg.DagsterRunStatus.STARTED and WORKER_TAG in run.tags:
+                    [start] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
+                    assert start.dagster_event is not None and start.dagster_event.pid
+                    return run.run_id, start.dagster_event.pid
+        return None
+
+    return deadline.wait_for(f"a started run tagged {tags}", probe, every=0.5)
+
+
+def failure_message(home: Path, run_id: str) -> str:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return "\n".join(
+            entry.message
+            for entry in instance.all_logs(run_id)
+            if entry.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
+        )
+
+
+def killed_and_failed(home: Path, deadline: Deadline, run_id: str, what: str, *pids: int) -> None:
+    """SIGKILL `pids`, then the run must be FAILURE within DETECTED_WITHIN."""
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    deadline.wait_for(
+        f"{what} to be FAILURE", lambda: run_status(home, run_id) == "FAILURE", every=0.5
+    )
+    deadline.mark(f"{what}: FAILURE {time.monotonic() - killed:.1f} s after the kill")
+    assert time.monotonic() - killed < DETECTED_WITHIN
+
+
+def test_a_run_whose_process_died_is_failed_within_seconds(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """The service's instance (a poll of 2 s instead of 30): a capture run killed together with
+    its code server (as a restart of the daemon's service or the OOM killer leaves it), and a run
+    started from a terminal (`make run`) killed on its own. Before, both stayed STARTED until
+    their maximum runtime (an hour, or never for a hand run) and held today's capture."""
+    deadline = Deadline(DEADLINE_SECONDS)
+    now = window_open_for_the_test()
+    today = now.date().isoformat()
+    home = tmp_path / "dagster_home"
+    service.install(unit_dir=tmp_path / "units", dagster_home=home, venv=REPO_ROOT / ".venv")
+    instance_file = home / "dagster.yaml"
+    shipped = instance_file.read_text()
+    assert "poll_interval_seconds: 30" in shipped and "class: WatchedRunLauncher" in shipped
+    instance_file.write_text(
+        shipped.replace("poll_interval_seconds: 30", f"poll_interval_seconds: {POLL_SECONDS}")
+    )
+    service.init_instance(home, REPO_ROOT / ".venv")
+    with Simulator(faults="*:hang=600") as sim:  # every run waits on KIS until it is killed
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KIS_", "DAGSTER_"))}
+        env.update(
+            KIS_ENV="sim",
+            KIS_BASE_URL=sim.base_url,
+            KIS_DATA_ROOT=str(tmp_path / "data"),
+            KIS_CAPTURE_WINDOW=capture_window(now),
+            KIS_CAPTURE_EVERY=str(EVERY_MINUTES),
+            KIS_CAPTURE_DAYS="mon-sun",
+            KIS_HISTORY_START="2024-05-01",  # a past day for the hand run
+            XDG_CACHE_HOME=str(tmp_path / "cache"),
+        )
+        unit = read_unit(tmp_path / "units" / "kis-balance-daemon.service")
+        log = (tmp_path / "daemon.log").open("wb")
+        processes.append(
+            subprocess.Popen(
+                unit.exec_start,
+                cwd=unit.working_directory,
+                env={**env, **unit.environment},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                umask=unit.umask,
+            )
+        )
+        try:
+            # a capture run, killed with the code server that runs it
+            run_id, pid = started_run(home, deadline, **{"kis/capture_day": today})
+            deadline.mark(f"capture run {run_id} started in process {pid}")
+            server = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            killed_and_failed(home, deadline, run_id, "the capture run", server, pid)
+            assert f"the run's process (pid {pid}) is gone" in failure_message(home, run_id)
+
+            # a run from a terminal, in a process of its own, killed alone
+            launch = ["launch", "--assets", "*", "--partition", "2024-05-02"]
+            hand = subprocess.Popen(
+                [str(REPO_ROOT / ".venv" / "bin" / "dg"), *launch],
+                cwd=REPO_ROOT,
+                env={**env, "DAGSTER_HOME": str(home)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            processes.append(hand)
+            run_id, pid = started_run(home, deadline, **{"dagster/partition": "2024-05-02"})
+            assert pid == hand.pid
+            killed_and_failed(home, deadline, run_id, "the hand run", pid)
+        except BaseException:
+            log.flush()
+            print((tmp_path / "daemon.log").read_text(errors="replace")[-8000:])
+            raise
+        finally:
+            log.close()

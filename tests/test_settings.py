@@ -101,9 +101,86 @@ def test_data_root_expands_home_and_resolves(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     assert Settings.from_env({"KIS_DATA_ROOT": "~/kis"}).data_root == (tmp_path / "kis").resolve()
-    monkeypatch.chdir(tmp_path)
-    relative = Settings.from_env({"KIS_DATA_ROOT": "rel/data"}).data_root
-    assert relative.is_absolute() and relative == (tmp_path / "rel" / "data").resolve()
+
+
+@pytest.mark.parametrize("name", ["KIS_DATA_ROOT", "KIS_WAREHOUSE", "KIS_TARGETS_FILE"])
+def test_relative_paths_are_relative_to_the_repository_from_any_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """The same setting (in .env, which is read from the repository) means the same file from a
+    notebook in a subfolder, a shell elsewhere, or the service's working directory."""
+    attribute = {"KIS_DATA_ROOT": "data_root", "KIS_WAREHOUSE": "warehouse"}
+    seen = set()
+    for directory in (tmp_path, pipelines.settings.REPO_ROOT / "tests"):
+        monkeypatch.chdir(directory)
+        settings = Settings.from_env({name: "rel/thing"})
+        seen.add(getattr(settings, attribute.get(name, "targets_file")))
+    assert seen == {(pipelines.settings.REPO_ROOT / "rel" / "thing").resolve()}
+
+
+#: KIS_DATA_ROOT values that look like a URL, or a slip of one, and what the refusal says.
+REFUSED_ROOTS = [
+    ("s3:kis-bucket", "s3: needs two slashes"),
+    ("s3:/kis-bucket/history", "s3:/ needs two slashes"),
+    ("S3:kis-bucket", "S3: needs two slashes"),
+    ("s3//kis-bucket", "s3// looks like s3:// without its colon"),
+    ("S3//kis-bucket", "S3// looks like S3:// without its colon"),
+    ("gs//bucket", "gs// looks like gs:// without its colon"),
+    ("x:/srv/kis", "x: is a drive letter"),
+    ("C:\\kis", "C: is a drive letter"),
+    ("D:kis", "D: is a drive letter"),
+    ("file:///srv/kis", "a file: URL is not taken: write the path itself (/srv/kis)"),
+    ("FILE:/srv/kis", "a FILE: URL is not taken: write the path itself (/srv/kis)"),
+    ("gs://bucket/history", "gs:// is a URL this project does not read"),
+    ("http://127.0.0.1:9000/bucket", "http:// is a URL this project does not read"),
+    ("minio:bucket", "minio: is a URL this project does not read"),
+    ("s3://", "not an s3:// URL of a bucket"),
+    ("s3:///history", "not an s3:// URL of a bucket"),
+    ("s3://Bucket_Name/x", "not an s3:// URL of a bucket"),
+    ("s3://bucket/a//b", "not an s3:// URL of a bucket"),
+    ("s3://bucket/x?versionId=1", "not an s3:// URL of a bucket"),
+    (" /srv/kis", "spaces or a line break at either end"),
+    ("/srv/kis\n", "spaces or a line break at either end"),
+    ("~no-such-user-here/kis", "cannot expand ~"),
+]
+
+
+@pytest.mark.parametrize(("root", "reason"), REFUSED_ROOTS)
+def test_a_url_or_a_slip_of_one_is_refused_naming_the_accepted_forms(
+    root: str, reason: str, tmp_path: Path
+) -> None:
+    """Before, all but the s3:// and scheme:// ones silently became a local folder of that name."""
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"KIS_DATA_ROOT": root})
+    message = str(error.value)
+    assert message.startswith(f"KIS_DATA_ROOT={root!r}: {reason}"), message
+    assert "\n" not in message
+    assert message.endswith(
+        "expected a local directory (absolute, ~/..., or relative: under "
+        f"{pipelines.settings.REPO_ROOT}) or s3://bucket[/prefix]"
+    )
+    assert not (tmp_path / root.strip()).exists()
+
+
+@pytest.mark.parametrize(
+    ("root", "url"),
+    [
+        ("s3://kis-bucket", "s3://kis-bucket"),
+        ("S3://kis-bucket/history/", "s3://kis-bucket/history"),
+        ("s3://kis.bucket-1/a/b", "s3://kis.bucket-1/a/b"),
+    ],
+)
+def test_s3_urls_are_taken_in_either_case(root: str, url: str, tmp_path: Path) -> None:
+    settings = Settings.from_env({"KIS_DATA_ROOT": root, "XDG_DATA_HOME": str(tmp_path)})
+    assert str(settings.data_root) == url
+
+
+@pytest.mark.parametrize(
+    "root", ["./s3:kis-bucket", "./x:/srv", "archive/s3:old", "data", "s3-archive", "file"]
+)
+def test_a_local_folder_whose_name_has_a_colon_is_written_from_dot(root: str) -> None:
+    data_root = Settings.from_env({"KIS_DATA_ROOT": root}).data_root
+    assert data_root == (pipelines.settings.REPO_ROOT / root).resolve()
 
 
 def test_accounts_tolerate_spaces_and_a_trailing_comma() -> None:

@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 from pipelines.ingest import landing
 from pipelines.kis import layouts, protocol
 from pipelines.kis.protocol import Account
+from pipelines.storage.files import private_dirs
 
 #: Keys that would carry a credential; a landed file never has them, and a copy never will.
 SECRET_KEYS = frozenset(
@@ -96,7 +97,7 @@ def default_key(path: Path | None = None) -> bytes:
     """This machine's masking key (created on first use, owner-only): the same account gets
     the same fake number in every copy made here, and nobody else can map it back."""
     path = path or default_key_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dirs(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from pipelines.settings import REPO_ROOT
+from pipelines.storage.files import private_dirs
 
 TEMPLATES = REPO_ROOT / "service"
 UNITS = ("kis-balance-daemon.service", "kis-balance-webserver.service")
@@ -78,7 +79,7 @@ def install(
         if not (venv / "bin" / program).is_file():
             raise FileNotFoundError(f"{venv / 'bin' / program} not found: run `make setup` first")
     unit_dir.mkdir(parents=True, exist_ok=True)
-    dagster_home.mkdir(parents=True, exist_ok=True)
+    private_dirs(dagster_home)
     written = []
     for name in UNITS:
         path = unit_dir / name
@@ -90,7 +91,19 @@ def install(
     if not instance.exists():
         shutil.copyfile(TEMPLATES / INSTANCE_FILE, instance)
         written.append(instance)
+    owner_only(dagster_home)
     return written
+
+
+def owner_only(directory: Path) -> None:
+    """Make `directory` and everything in it readable by its owner only (files 0600, folders
+    0700), as the service writes them (UMask=0077): also what an older version left open."""
+    for folder, _, names in os.walk(directory):
+        os.chmod(folder, 0o700)
+        for name in names:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
 
 
 def init_instance(dagster_home: Path, venv: Path) -> None:
@@ -102,6 +115,7 @@ def init_instance(dagster_home: Path, venv: Path) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
         timeout=300,
+        umask=0o077,  # its SQLite files as the service's own: owner-only
     )
 
 

@@ -78,6 +78,14 @@ def duckdb_cli() -> str | None:
     return shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
 
 
+def cli_command(cli: str, settings: Settings) -> list[str]:
+    """The `duckdb` shell on the warehouse, read-only, its views pointed at the data root (so a
+    copied or moved root reads its own files)."""
+    command = [cli, "-readonly", str(settings.warehouse)]
+    statement = warehouse.root_statement(settings.data_root)
+    return [*command, "-cmd", statement] if statement else command
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.commands.sql", description=__doc__.split("\n")[0]
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     cli = duckdb_cli()
     if not args.command and open_root(settings.data_root).plain_duckdb_reads and cli:
         # a local root: the real DuckDB shell, same version as the pipeline's
-        os.execv(cli, [cli, "-readonly", str(settings.warehouse)])
+        os.execv(cli, cli_command(cli, settings))
     with connect(settings) as con:
         if args.command:
             try:

@@ -241,9 +241,8 @@ class PendingAnswers:
 
     def keep(self, key: str, data: bytes) -> Path:
         """Write `data` for `key` here (whole, or not at all)."""
-        self.directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.directory.mkdir(exist_ok=True, mode=0o700)
-        (self.directory / "ROOT").write_text(self._root_text + "\n")  # whose answers these are
+        with atomic_path(self.directory / "ROOT") as tmp:  # whose answers these are (0600)
+            tmp.write_text(self._root_text + "\n")
         path = self.directory / key
         with atomic_path(path, overwrite=False) as tmp:  # a 0600 file
             tmp.write_bytes(data)

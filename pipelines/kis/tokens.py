@@ -50,7 +50,7 @@ class TokenCache:
         return self.directory / f"{digest}.json"
 
     def _ensure_dir(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files.private_dirs(self.directory)
         os.chmod(self.directory, 0o700)
 
     def locked(self, server: str, app_key: str) -> contextlib.AbstractContextManager[None]:

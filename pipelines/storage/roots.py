@@ -14,27 +14,42 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from pipelines.storage.files import atomic_path, atomic_paths, locked
+from pipelines.storage.files import (
+    LEFTOVER_AGE,
+    atomic_path,
+    atomic_paths,
+    held,
+    locked,
+    private_dirs,
+    sweep,
+)
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
 WAREHOUSE_FILE = "warehouse.duckdb"
+#: The folder (in a local root, or in an s3:// root's local directory) where files are written
+#: before they become their keys; what a killed writer leaves there, `Storage.sweep` removes.
+STAGING = ".staging"
 #: What changes whenever a file is rewritten: (inode, size, mtime_ns) on a local disk,
 #: (ETag, size, last-modified) in object storage.
 Fingerprint = tuple[int | str, ...]
 
-#: A scheme followed by ":/": a URL, never a local folder (Windows drive letters have 1 letter).
-_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):/")
+#: A scheme or a drive letter and a colon at the start: a URL (or a slip of one), never a local
+#: folder (a local folder whose name has a colon is written "./name:with:colon").
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):(?P<slashes>/*)")
+#: A URL scheme of a store, followed by "//" without its colon: "s3//bucket".
+_MISSING_COLON = re.compile(r"^(?P<scheme>s3[an]?|gs|gcs|az|abfss?|r2|https?|file|hdfs)//", re.I)
 _S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
-SCHEMES = ("s3",)
+#: What a data root may be, as every refusal says.
+ACCEPTED_ROOTS = "a local directory (absolute, ~/..., or relative: {base}) or s3://bucket[/prefix]"
 
 
 class RootError(ValueError):
@@ -74,20 +89,18 @@ class Storage(ABC):
         """A seekable reader, e.g. for a Parquet footer without reading the whole file."""
 
     @abstractmethod
-    def write_bytes(
-        self, key: str, data: bytes, *, overwrite: bool = True, private: bool = True
-    ) -> Location:
+    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> Location:
         """Store `data` under `key` in one step: readers see the previous file or the whole new
         one, never part of either, and a write that fails or is killed leaves the previous one.
 
         `overwrite=False` never replaces an existing key (FileExistsError instead), also when
-        another process writes the same key at the same moment. A `private` local file is
-        readable by its owner only (0600); a report is not private (0644).
+        another process writes the same key at the same moment. A local file is readable by its
+        owner only (0600, in 0700 folders), the reports too.
         """
 
     @abstractmethod
     def staged(
-        self, key: str, *, overwrite: bool = True, private: bool = True
+        self, key: str, *, overwrite: bool = True
     ) -> contextlib.AbstractContextManager[Path]:
         """A local temporary file to write `key` into; when the block ends without an error it
         becomes `key` in one step, as with `write_bytes`, and otherwise nothing changes."""
@@ -123,6 +136,11 @@ class Storage(ABC):
         """An exclusive lock for one writer of `name` (see each implementation for its reach)."""
 
     @abstractmethod
+    def sweep(self, *, older_than: timedelta = LEFTOVER_AGE) -> list[str]:
+        """Remove what killed writers left behind, once older than any run can live and held by
+        no live process; returns what was removed (paths, or the uploads aborted)."""
+
+    @abstractmethod
     def default_warehouse(self) -> Path:
         """Where the DuckDB warehouse file goes when KIS_WAREHOUSE is not set (always local)."""
 
@@ -141,7 +159,7 @@ class Storage(ABC):
 
 
 class LocalStorage(Storage):
-    """A directory: temp file + rename for every write, flock locks, 0600 files."""
+    """A directory: temp file + rename for every write, flock locks, 0600 files, 0700 folders."""
 
     def __init__(self, root: Path):
         self.root: Path = root
@@ -163,25 +181,27 @@ class LocalStorage(Storage):
 
         return pa.OSFile(str(self.location(key)))
 
-    def write_bytes(
-        self, key: str, data: bytes, *, overwrite: bool = True, private: bool = True
-    ) -> Path:
-        with self.staged(key, overwrite=overwrite, private=private) as tmp:
+    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> Path:
+        with self.staged(key, overwrite=overwrite) as tmp:
             tmp.write_bytes(data)
         return self.location(key)
 
     @contextlib.contextmanager
-    def staged(self, key: str, *, overwrite: bool = True, private: bool = True) -> Iterator[Path]:
-        with atomic_path(self.location(key), overwrite=overwrite) as tmp:
+    def staged(self, key: str, *, overwrite: bool = True) -> Iterator[Path]:
+        staging = self.root / STAGING
+        with atomic_path(self.location(key), overwrite=overwrite, staging=staging) as tmp:
             yield tmp
-            if not private:
-                tmp.chmod(0o644)
 
     @contextlib.contextmanager
     def staged_many(self, keys: Sequence[str]) -> Iterator[list[Path]]:
         # a rebuild writes thousands of files: one sync of the disk for all, not two per file
-        with atomic_paths([self.location(key) for key in keys]) as temps:
+        finals = [self.location(key) for key in keys]
+        with atomic_paths(finals, staging=self.root / STAGING) as temps:
             yield temps
+
+    def sweep(self, *, older_than: timedelta = LEFTOVER_AGE) -> list[str]:
+        """The temporary files of killed writers in the root's staging folder."""
+        return [str(path) for path in sweep(self.root / STAGING, older_than=older_than)]
 
     def exists(self, key: str) -> bool:
         return self.location(key).exists()
@@ -443,9 +463,7 @@ class ObjectStorage(Storage):
         with self._answered(key, "opening"):
             return pa.PythonFile(self.fs.open(self._path(key), "rb"), mode="r")
 
-    def write_bytes(
-        self, key: str, data: bytes, *, overwrite: bool = True, private: bool = True
-    ) -> ObjectPath:
+    def write_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> ObjectPath:
         # one PUT below 100 MB (s3fs), a multipart upload above: all or nothing
         content_type = mimetypes.guess_type(key)[0]  # a report opens as a page from the store
         with self._answered(key, "writing"), self._refused_if_existing(key, overwrite):
@@ -458,8 +476,13 @@ class ObjectStorage(Storage):
         return self.location(key)
 
     @contextlib.contextmanager
-    def staged(self, key: str, *, overwrite: bool = True, private: bool = True) -> Iterator[Path]:
-        with tempfile.TemporaryDirectory(prefix="kis-staged-") as directory:
+    def staged(self, key: str, *, overwrite: bool = True) -> Iterator[Path]:
+        staging = self.local_dir / STAGING
+        private_dirs(staging)
+        with (
+            tempfile.TemporaryDirectory(dir=staging, prefix=".put.", suffix=".tmp") as directory,
+            held(Path(directory)),  # held while this writer lives: `sweep` spares it
+        ):
             tmp = Path(directory) / PurePosixPath(key).name
             tmp.touch(0o600)
             yield tmp
@@ -525,6 +548,36 @@ class ObjectStorage(Storage):
 
     def default_warehouse(self) -> Path:
         return self.local_dir / WAREHOUSE_FILE
+
+    def sweep(self, *, older_than: timedelta = LEFTOVER_AGE) -> list[str]:
+        """This machine's staged files of killed writers, and the root's multipart uploads
+        started longer than `older_than` ago and never completed (a PUT above 100 MB cut off:
+        invisible, but stored and billed until aborted). The store cannot tell whether the
+        writer of an upload is alive: its age alone decides."""
+        removed = [str(path) for path in sweep(self.local_dir / STAGING, older_than=older_than)]
+        cutoff = datetime.now(UTC) - older_than
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        markers: dict[str, str] = {}
+        while True:
+            page = self.fs.call_s3(
+                "list_multipart_uploads", Bucket=self.bucket, Prefix=prefix, **markers
+            )
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < cutoff:
+                    self.fs.call_s3(
+                        "abort_multipart_upload",
+                        Bucket=self.bucket,
+                        Key=upload["Key"],
+                        UploadId=upload["UploadId"],
+                    )
+                    key, upload_id = upload["Key"], upload["UploadId"]
+                    removed.append(f"s3://{self.bucket}/{key} (upload {upload_id})")
+            if not page.get("IsTruncated"):
+                return removed
+            markers = {
+                "KeyMarker": page["NextKeyMarker"],
+                "UploadIdMarker": page["NextUploadIdMarker"],
+            }
 
     @property
     def plain_duckdb_reads(self) -> bool:
@@ -633,24 +686,61 @@ def open_input(location: Location) -> pa.NativeFile:
     return pa.OSFile(str(location))
 
 
-def parse_root(text: str, environ: Mapping[str, str]) -> DataRoot:
-    """KIS_DATA_ROOT as a data root: a local path (`~` expanded, made absolute) or
-    s3://bucket[/prefix] with access from the AWS_* variables in `environ`.
+def parse_root(text: str, environ: Mapping[str, str], *, base: Path | None = None) -> DataRoot:
+    """KIS_DATA_ROOT as a data root: a local path (`~` expanded; relative to `base`, default the
+    working directory; made absolute) or s3://bucket[/prefix] (`S3://` too: schemes are
+    case-insensitive) with access from the AWS_* variables in `environ`.
 
-    Any other URL is refused: taken as a path, it would silently be a local folder."""
-    url = _URL.match(text)
-    if not url:
-        return Path(text).expanduser().resolve()
-    if url["scheme"].lower() not in SCHEMES:
-        raise RootError(
-            f"{url['scheme']}:// is not supported; use a local directory or "
-            "s3://bucket/prefix (any S3-compatible store: AWS, MinIO, R2, Ceph)"
-        )
-    s3 = _S3_URL.match("s3" + text[len(url["scheme"]) :])
+    Anything that looks like a URL or a slip of one (`s3:bucket`, `s3:/bucket`, `s3//bucket`,
+    `x:/srv`, `file:///srv`, `gs://…`) is refused, naming the accepted forms: taken as a path,
+    it would silently become a local folder of that name."""
+    accepted = ACCEPTED_ROOTS.format(
+        base=f"under {base}" if base is not None else "under the working directory"
+    )
+
+    def refused(reason: str) -> RootError:
+        return RootError(f"{reason}; expected {accepted}")
+
+    if text != text.strip():
+        raise refused("spaces or a line break at either end")
+    url = _SCHEME.match(text)
+    if url and url["scheme"].lower() == "s3" and url["slashes"].startswith("//"):
+        return _s3_root(text, environ, refused)
+    if url:
+        scheme, slashes = url["scheme"], url["slashes"]
+        if scheme.lower() == "s3":
+            raise refused(f"{scheme}:{slashes} needs two slashes (s3://bucket/prefix)")
+        if scheme.lower() == "file":
+            raise refused(
+                f"a {scheme}: URL is not taken: write the path itself ({_file_path(text)})"
+            )
+        if len(scheme) == 1:
+            raise refused(f"{scheme}: is a drive letter, not a path on this machine")
+        raise refused(f"{scheme}:{slashes} is a URL this project does not read")
+    missing = _MISSING_COLON.match(text)
+    if missing:
+        raise refused(f"{missing['scheme']}// looks like {missing['scheme']}:// without its colon")
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError as error:  # ~name of no such user, or no home directory at all
+        raise refused(f"cannot expand ~ ({error})") from None
+    return ((base or Path.cwd()) / path).resolve()
+
+
+def _file_path(text: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(text).path) or "/"
+
+
+def _s3_root(
+    text: str, environ: Mapping[str, str], refused: Callable[[str], RootError]
+) -> ObjectPath:
+    s3 = _S3_URL.match("s3" + text[2:])
     if not s3 or "?" in text or "#" in text or "//" in (s3["prefix"] or ""):
-        raise RootError(
-            "expected s3://bucket or s3://bucket/prefix (a bucket name of 3-63 lowercase "
-            "letters, digits, dots and hyphens; no query)"
+        raise refused(
+            "not an s3:// URL of a bucket (3-63 lowercase letters, digits, dots and hyphens), "
+            "an optional prefix and no query"
         )
     bucket, prefix = s3["bucket"], (s3["prefix"] or "").strip("/")
     data_home = environ.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())

@@ -1,17 +1,21 @@
 """The DuckDB warehouse: views over the Parquet tables, rebuilt whole and swapped in atomically.
 
-The file holds only views (absolute paths or s3:// URLs of the Parquet files: compacted months,
-daily files for the rest), so it opens read-only from any working directory and rebuilding it
-never touches data. It is always a local file (KIS_WAREHOUSE); `connect` opens it with what its
-views need to read the data root.
+The file holds only views (of the Parquet files: compacted months, daily files for the rest), so
+rebuilding it never touches data. It is always a local file (KIS_WAREHOUSE); `connect` opens it
+with what its views need to read the data root. Under a local root the views name each file
+relative to the root the warehouse is opened with (`ROOT_VARIABLE`, set by `attach`), or else the
+one it was built in, so a copied or moved root reads its own files; s3:// URLs stay as they are.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TypeVar
 
 import duckdb
@@ -22,10 +26,11 @@ from pipelines.kis import layouts
 from pipelines.lake import schema
 from pipelines.lake.compaction import CompactedMonths, TableFiles
 from pipelines.lake.tables import ParquetTables
-from pipelines.storage.files import atomic_path, locked
+from pipelines.storage.files import atomic_path, locked, sweep
 from pipelines.storage.roots import (
     WAREHOUSE_FILE,
     DataRoot,
+    LocalStorage,
     Storage,
     open_root,
     replaced_while_reading,
@@ -41,6 +46,7 @@ from pipelines.warehouse.views import (
 )
 
 FILE_NAME = WAREHOUSE_FILE
+log = logging.getLogger(__name__)
 #: Reads of the views tried again when another writer replaced a file they were reading.
 READ_ATTEMPTS = 4
 T = TypeVar("T")
@@ -107,23 +113,76 @@ def _table_view_sql(name: str, files: TableFiles, tables: ParquetTables) -> str:
     return _parquet_sql(name, files, tables, columns)
 
 
-def _list(items: list[str]) -> str:
-    return "[" + ", ".join(_quote(item) for item in items) + "]"
+# -- where the views read: every path of the data root rendered in one place ------------------
+
+#: The DuckDB variable `attach` sets to the local data root a connection reads (the one the
+#: warehouse is opened with); unset, as in a plain `duckdb` shell, the views read the root the
+#: warehouse was built in.
+ROOT_VARIABLE = "kis_data_root"
+#: The macro that makes a key of a local data root a path: the root (ROOT_VARIABLE, else the
+#: root at build time), '/', the key.
+ROOT_MACRO = "data_root_file"
+
+
+def _root_macro_sql(storage: Storage) -> str:
+    built = _quote(str(storage.root))
+    return (
+        f"CREATE MACRO {ROOT_MACRO}(key) AS "
+        f"coalesce(getvariable('{ROOT_VARIABLE}'), {built}) || '/' || key;"
+        f"COMMENT ON MACRO {ROOT_MACRO} IS "
+        + _quote(
+            f"A file of the data root as the views read it: under the variable {ROOT_VARIABLE} "
+            f"(SET VARIABLE {ROOT_VARIABLE} = '/a/copy/of/the/root'), else under {storage.root}, "
+            "where the warehouse was built"
+        )
+    )
+
+
+def _path_sql(storage: Storage, path: str) -> str:
+    """A file or glob of the data root (as `Storage.duckdb_path` gives it) as SQL: under a
+    local root, relative to the root the warehouse is read with; an s3:// URL as it is."""
+    if isinstance(storage, LocalStorage):
+        key = PurePath(path).relative_to(storage.root).as_posix()
+        return f"{ROOT_MACRO}({_quote(key)})"
+    return _quote(path)
+
+
+def root_statement(data_root: DataRoot | Storage) -> str | None:
+    """The statement that points a connection's views at `data_root` (None for object storage,
+    whose views hold their s3:// URLs): what `attach` runs, and `make sql` gives the shell."""
+    storage = open_root(data_root).absolute()
+    if not isinstance(storage, LocalStorage):
+        return None
+    return f"SET VARIABLE {ROOT_VARIABLE} = {_quote(str(storage.root))}"
+
+
+def attach(con: duckdb.DuckDBPyConnection, data_root: DataRoot | Storage) -> None:
+    """Let `con` read the views of a warehouse over `data_root`: its files (object storage: the
+    store registered) and, for a local root, the views pointed at it."""
+    open_root(data_root).attach(con)
+    statement = root_statement(data_root)
+    if statement:
+        con.execute(statement)
+
+
+def _list(storage: Storage, paths: list[str]) -> str:
+    return "[" + ", ".join(_path_sql(storage, path) for path in paths) + "]"
 
 
 def _parquet_sql(name: str, files: TableFiles, tables: ParquetTables, columns: str) -> str:
     """Compacted months from their one file each, the other months from their daily files."""
     parts = []
+    storage = tables.storage
     if files.compacted:
         parts.append(
-            f"SELECT {columns} FROM read_parquet({_list([str(p) for p in files.compacted])}, "
-            "hive_partitioning = false)"
+            f"SELECT {columns} FROM read_parquet("
+            f"{_list(storage, [str(p) for p in files.compacted])}, hive_partitioning = false)"
         )
     if files.daily_months:
         globs = [tables.month_glob(name, month) for month in files.daily_months]
         parts.append(
-            f"SELECT {columns} FROM read_parquet({_list(globs)}, hive_partitioning = true, "
-            f"hive_types = {{'{schema.PARTITION_COLUMN}': DATE}})"
+            f"SELECT {columns} FROM read_parquet({_list(storage, globs)}, "
+            f"hive_partitioning = true, hive_types = {{'{schema.PARTITION_COLUMN}': DATE}})"
         )
     if not parts:  # no day written yet: an empty view of the right shape
         typed = ", ".join(
@@ -142,12 +201,12 @@ def default_path(data_root: DataRoot | Storage) -> Path:
 def connect(
     data_root: DataRoot | Storage, path: Path | None = None, *, read_only: bool = True
 ) -> duckdb.DuckDBPyConnection:
-    """The warehouse (`path`, default `default_path`), opened so that its views can read the
-    data root: for object storage, the store is registered on this connection."""
+    """The warehouse (`path`, default `default_path`), opened so that its views read
+    `data_root` (see `attach`)."""
     storage = open_root(data_root)
     con = duckdb.connect(str(path or storage.default_warehouse()), read_only=read_only)
     try:
-        storage.attach(con)
+        attach(con, storage)
     except BaseException:
         con.close()
         raise
@@ -187,6 +246,8 @@ def build(
     storage = open_root(data_root).absolute()  # paths in views read from any directory
     final = path or open_root(data_root).default_warehouse()
     with locked(final.parent / ".locks" / "warehouse.lock"):
+        for leftover in _sweep_leftovers(final):
+            log.info("removed %s, left by a killed process", leftover)
         for attempt in range(1, READ_ATTEMPTS + 1):
             try:
                 return _build(storage, targets, capture, final)
@@ -195,6 +256,35 @@ def build(
                     raise
             time.sleep(0.1 * attempt)
     raise AssertionError("unreachable")
+
+
+def _sweep_leftovers(final: Path) -> list[Path]:
+    """What killed builds left beside the warehouse (their temporary file, its DuckDB WAL and
+    spill folder), once older than any run can live: no build is alive but ours (we hold the
+    builder's lock). And a WAL of the file about to be replaced, left by a killed read-write
+    session (`duckdb` without -readonly): DuckDB would replay it into the new file and refuse
+    to open it; it goes unless a live session still holds the file."""
+    removed = sweep(final.parent, named=lambda name: name.startswith(f".{final.name}."))
+    wal = final.with_name(f"{final.name}.wal")
+    if wal.exists() and not _held_by_a_writer(final):
+        wal.unlink(missing_ok=True)
+        removed.append(wal)
+    return removed
+
+
+def _held_by_a_writer(database: Path) -> bool:
+    """Whether a live DuckDB session has `database` open for writing (its fcntl write lock)."""
+    try:
+        fd = os.open(database, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _build(
@@ -212,6 +302,8 @@ def _build(
             storage.attach(con)
             con.execute("BEGIN")  # one transaction for the whole build, not one per statement
             con.execute(PERCENT_MACRO)
+            if isinstance(storage, LocalStorage):
+                con.execute(_root_macro_sql(storage))
             con.execute(_category_labels_sql())
             _create_capture_tables(con, capture)
             for name, comment in TABLE_COMMENTS.items():
@@ -239,6 +331,7 @@ def _build(
             view_check.check(con, storage, files, checked, reads)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
+        tmp.chmod(0o600)  # DuckDB creates it as the umask says; like every file here, owner-only
     return final
 
 
