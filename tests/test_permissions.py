@@ -27,6 +27,13 @@ from tests.runs import REPO, not_owner_only
 WEEKDAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+#: uv's own cache, as the developer's environment has it (read before the tests isolate
+#: XDG_CACHE_HOME): `make demo` may first sync .venv, whose cache is not the pipeline's to check.
+UV_CACHE_DIR = os.environ.get("UV_CACHE_DIR") or str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "uv")
+)
+
+
 def demo_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KIS_", "DAGSTER_"))}
     return {
@@ -34,6 +41,7 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
         "KIS_DATA_ROOT": str(tmp_path / "data"),
         "KIS_CAPTURE_DAYS": WEEKDAY[(today_in_seoul() - date(2024, 1, 1)).days % 7],
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "UV_CACHE_DIR": UV_CACHE_DIR,
         "DAGSTER_DISABLE_TELEMETRY": "1",
     }
 
