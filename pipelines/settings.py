@@ -41,6 +41,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from pipelines import env_values
 from pipelines.ingest import capture
 from pipelines.ingest.capture import CaptureSettings, CaptureSpecError
 from pipelines.kis import transport
@@ -368,37 +369,23 @@ def _rate_limit(text: str | None) -> float:
 
 def _count(name: str, values: Mapping[str, str], default: int) -> int:
     """A whole number from 1 to 256 (app keys at once, shards)."""
-    text = values.get(name)
-    if not text:
-        return default
-    if not (text.strip().isdigit() and 1 <= int(text) <= 256):
-        raise SettingsError(f"{name}={text!r}: expected a whole number from 1 to 256")
-    return int(text)
-
-
-def _seconds(name: str, text: str | None, default: float) -> float:
-    if not text:
-        return default
     try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds <= MAX_WAIT_SECONDS:  # also refuses nan and inf
-        raise SettingsError(
-            f"{name}={text!r}: expected seconds, more than 0 and at most {MAX_WAIT_SECONDS:g} "
-            f"(decimals allowed), e.g. {default:g}"
-        )
-    return seconds
+        return env_values.count(values, name, default, maximum=256)
+    except env_values.EnvValueError as error:
+        raise SettingsError(str(error)) from None
+
+
+def _seconds(name: str, values: Mapping[str, str], default: float) -> float:
+    try:
+        return env_values.seconds(values, name, default, maximum=MAX_WAIT_SECONDS)
+    except env_values.EnvValueError as error:
+        raise SettingsError(str(error)) from None
 
 
 def _waits(values: Mapping[str, str]) -> tuple[float, float]:
     """KIS_REQUEST_DEADLINE and KIS_ACCOUNT_BUDGET; the budget covers at least one request."""
-    deadline = _seconds(
-        "KIS_REQUEST_DEADLINE", values.get("KIS_REQUEST_DEADLINE"), transport.DEFAULT_DEADLINE
-    )
-    budget = _seconds(
-        "KIS_ACCOUNT_BUDGET", values.get("KIS_ACCOUNT_BUDGET"), DEFAULT_ACCOUNT_BUDGET
-    )
+    deadline = _seconds("KIS_REQUEST_DEADLINE", values, transport.DEFAULT_DEADLINE)
+    budget = _seconds("KIS_ACCOUNT_BUDGET", values, DEFAULT_ACCOUNT_BUDGET)
     if budget < deadline:
         raise SettingsError(
             f"KIS_ACCOUNT_BUDGET={budget:g} is less than KIS_REQUEST_DEADLINE={deadline:g}: the "

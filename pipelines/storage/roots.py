@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from pipelines import env_values
 from pipelines.storage.files import (
     LEFTOVER_AGE,
     atomic_path,
@@ -307,28 +308,17 @@ class S3Access:
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    text = environ.get(name)
-    if not text:
-        return default
     try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds <= 600:  # also refuses nan and inf
-        raise StoreSettingError(
-            f"{name}={text!r}: expected seconds, more than 0 and at most 600 (decimals "
-            f"allowed), e.g. {default:g}"
-        )
-    return seconds
+        return env_values.seconds(environ, name, default, maximum=600)
+    except env_values.EnvValueError as error:
+        raise StoreSettingError(str(error)) from None
 
 
 def _attempts(environ: Mapping[str, str], name: str, default: int) -> int:
-    text = environ.get(name)
-    if not text:
-        return default
-    if not (text.strip().isdigit() and 1 <= int(text) <= 10):
-        raise StoreSettingError(f"{name}={text!r}: expected a whole number from 1 to 10")
-    return int(text)
+    try:
+        return env_values.count(environ, name, default, maximum=10)
+    except env_values.EnvValueError as error:
+        raise StoreSettingError(str(error)) from None
 
 
 #: How long DuckDB's reads may reuse a listing or an object's size and ETag. s3fs checks each
