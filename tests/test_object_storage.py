@@ -299,17 +299,6 @@ def test_local_roots_stay_local_paths(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 # -- a store that does not answer -----------------------------------------------------------
-#: Small limits, so a frozen store fails each call within a second or two.
-FROZEN_LIMITS = {
-    "KIS_S3_CONNECT_TIMEOUT": "0.3",
-    "KIS_S3_READ_TIMEOUT": "0.3",
-    "KIS_S3_ATTEMPTS": "2",
-}
-#: Two tries of 0.3 s and botocore's backoff between them (at most 1 s), with room to spare
-#: on a busy machine (botocore's defaults would wait 60 s per read; aiohttp forever on a PUT).
-FROZEN_CALL_BOUND = 2 * 0.3 + 1.0 + 2.5
-
-
 @pytest.fixture
 def frozen_store(tmp_path: Path) -> Iterator[tuple[ObjectStorage, Any]]:
     """A root in moto running as a process of its own (which a test can freeze), with small
@@ -319,7 +308,7 @@ def frozen_store(tmp_path: Path) -> Iterator[tuple[ObjectStorage, Any]]:
             **objectstore.FAKE_CREDENTIALS,
             "AWS_ENDPOINT_URL": endpoint,
             "XDG_DATA_HOME": str(tmp_path / "share"),
-            **FROZEN_LIMITS,
+            **objectstore.FROZEN_LIMITS,
         }
         bucket = objectstore.new_bucket(endpoint)
         storage = open_root(parse_root(f"s3://{bucket}/history", environ))
@@ -348,7 +337,7 @@ def test_a_frozen_store_fails_each_call_naming_bucket_and_key_within_its_limits(
             key = f"raw/day/{name}.json" if name else "raw/day"
             assert message.startswith(f"s3://{storage.bucket}/history/{key}: {doing} failed")
             assert "connect 0.3 s, read 0.3 s, 2 attempt(s)" in message
-            assert 0.3 < took < FROZEN_CALL_BOUND, (doing, took)
+            assert 0.3 < took < objectstore.FROZEN_CALL_BOUND, (doing, took)
             assert not isinstance(caught.value, OSError)  # never taken for a missing file
     assert storage.read_bytes("raw/day/a.json") == b"{}"  # the store answers again
     # A write that timed out may still be stored once the store wakes (its request was on the
@@ -369,7 +358,7 @@ def test_a_run_against_a_frozen_store_fails_naming_the_key_and_keeps_the_answer(
         "KIS_BASE_URL": simulator.base_url,
         "KIS_ACCOUNTS": "12345678-01,12345678-21",
         "KIS_DATA_ROOT": storage.url,
-        **FROZEN_LIMITS,
+        **objectstore.FROZEN_LIMITS,
     }
     settings = Settings.from_env(environ, env_file=tmp_path / "none.env")
     landing = RawLanding(settings.data_root)
@@ -379,7 +368,8 @@ def test_a_run_against_a_frozen_store_fails_naming_the_key_and_keeps_the_answer(
         fetch_and_land(settings, landing, day, token_cache=TokenCache(tmp_path / "tokens"))
     took = time.monotonic() - started
     message = str(caught.value)
-    assert took < 2 * FROZEN_CALL_BOUND + 2, took  # the first refused write stops the run
+    # the first refused write stops the run
+    assert took < 2 * objectstore.FROZEN_CALL_BOUND + 2, took
     raw_day = f"s3://{storage.bucket}/history/raw/CTRP6548R/snapshot_date={day}/12345678-01/"
     assert message.startswith(f"account 12345678-01: could not land its answer at {raw_day}")
     assert "did not answer within its limits" in message
