@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import signal
 import textwrap
 import threading
 import time
@@ -23,6 +24,7 @@ import pytest
 from pipelines.ingest.fetch import LandingError, fetch_and_land, land_pending, today_in_seoul
 from pipelines.ingest.landing import RawLanding
 from pipelines.kis.tokens import TokenCache
+from pipelines.lake import parquet
 from pipelines.settings import Settings
 from pipelines.simulator.server import Simulator
 from pipelines.storage.roots import (
@@ -35,6 +37,8 @@ from pipelines.storage.roots import (
     open_root,
     parse_root,
 )
+from pipelines.tidy.build import build_days
+from pipelines.warehouse import view_check, warehouse
 from tests import objectstore
 from tests.runs import kill_while_writing
 
@@ -316,6 +320,22 @@ def frozen_store(tmp_path: Path) -> Iterator[tuple[ObjectStorage, Any]]:
         yield storage, process
 
 
+def frozen_store_environ(storage: ObjectStorage, simulator: Simulator, tmp_path: Path) -> dict:
+    """The settings of a run on the frozen store's root, against the simulator."""
+    return {
+        **objectstore.FAKE_CREDENTIALS,
+        "AWS_ENDPOINT_URL": str(storage.access.endpoint_url),
+        "XDG_DATA_HOME": str(tmp_path / "share"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "KIS_ENV": "sim",
+        "KIS_BASE_URL": simulator.base_url,
+        "KIS_ACCOUNTS": "12345678-01,12345678-21",
+        "KIS_DATA_ROOT": storage.url,
+        "KIS_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        **objectstore.FROZEN_LIMITS,
+    }
+
+
 def test_a_frozen_store_fails_each_call_naming_bucket_and_key_within_its_limits(
     frozen_store: tuple[ObjectStorage, Any],
 ) -> None:
@@ -350,17 +370,9 @@ def test_a_run_against_a_frozen_store_fails_naming_the_key_and_keeps_the_answer(
     frozen_store: tuple[ObjectStorage, Any], simulator: Simulator, tmp_path: Path
 ) -> None:
     storage, process = frozen_store
-    environ = {
-        **objectstore.FAKE_CREDENTIALS,
-        "AWS_ENDPOINT_URL": str(storage.access.endpoint_url),
-        "XDG_DATA_HOME": str(tmp_path / "share"),
-        "KIS_ENV": "sim",
-        "KIS_BASE_URL": simulator.base_url,
-        "KIS_ACCOUNTS": "12345678-01,12345678-21",
-        "KIS_DATA_ROOT": storage.url,
-        **objectstore.FROZEN_LIMITS,
-    }
-    settings = Settings.from_env(environ, env_file=tmp_path / "none.env")
+    settings = Settings.from_env(
+        frozen_store_environ(storage, simulator, tmp_path), env_file=tmp_path / "none.env"
+    )
     landing = RawLanding(settings.data_root)
     day = today_in_seoul()
     started = time.monotonic()
@@ -383,3 +395,64 @@ def test_a_run_against_a_frozen_store_fails_naming_the_key_and_keeps_the_answer(
     key = raw_day.removeprefix(f"s3://{storage.bucket}/history/") + kept.name
     assert storage.read_bytes(key) == answer
     assert not kept.exists()
+
+
+def test_a_store_that_stops_answering_once_a_parquet_file_is_open_is_no_damaged_file(
+    frozen_store: tuple[ObjectStorage, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyarrow reads the pages through s3fs, where botocore's timeout is an OSError like a
+    damaged file's: it was taken for one (DamagedFileError), and `make repair` would rebuild
+    a good file."""
+    storage, process = frozen_store
+    key = "parquet/account_summary/snapshot_date=2026-03-16/data.parquet"
+    staged = pa.BufferOutputStream()
+    pq.write_table(pa.table({"a": list(range(1000))}), staged)
+    storage.write_bytes(key, staged.getvalue().to_pybytes())
+
+    def open_then_freeze(location: Any) -> Any:
+        opened = open_input(location)
+        process.send_signal(signal.SIGSTOP)
+        return opened
+
+    monkeypatch.setattr(parquet, "open_input", open_then_freeze)
+    try:
+        with pytest.raises(StoreUnreachableError) as caught:
+            parquet.verify(storage.location(key))
+    finally:
+        process.send_signal(signal.SIGCONT)
+    assert str(caught.value).startswith(f"{storage.url_of(key)}: reading failed: ")
+    assert "did not answer within its limits" in str(caught.value)
+    monkeypatch.undo()
+    parquet.verify(storage.location(key))  # whole, once the store answers
+
+
+def test_a_store_that_does_not_answer_duckdbs_reads_is_named_not_taken_for_a_failing_view(
+    frozen_store: tuple[ObjectStorage, Any], simulator: Simulator, tmp_path: Path
+) -> None:
+    """The views read the bucket through DuckDB, which passes on an error's text only: a read
+    the store did not answer was a bare DuckDB error naming the endpoint's URL (a traceback in
+    the run), and the view check took it for a failing view (`make verify`: a damaged
+    warehouse)."""
+    storage, process = frozen_store
+    settings = Settings.from_env(
+        frozen_store_environ(storage, simulator, tmp_path), env_file=tmp_path / "none.env"
+    )
+    day = today_in_seoul()
+    fetch_and_land(settings, RawLanding(storage), day, token_cache=TokenCache(tmp_path / "tok"))
+    build_days(storage, [day])
+    path = warehouse.build(storage, path=settings.warehouse)
+    tables = f"{storage.url}/parquet/"
+
+    def rows(con: duckdb.DuckDBPyConnection) -> list[Any]:
+        return con.sql("FROM net_asset_history").fetchall()
+
+    with objectstore.frozen(process):
+        with pytest.raises(StoreUnreachableError) as caught:
+            warehouse.read(storage, path, rows)
+        assert str(caught.value).startswith(tables), caught.value
+        assert "did not answer within its limits" in str(caught.value)
+        counts = {"account_summary": "FROM account_summary"}
+        with warehouse.connect(storage, path) as con, pytest.raises(StoreUnreachableError) as got:
+            list(view_check.failing_views(con, counts))  # not a view failing: the store
+        assert str(got.value).startswith(tables), got.value
+    assert len(warehouse.read(storage, path, rows)) == 2  # the store answers again
