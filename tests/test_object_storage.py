@@ -8,6 +8,8 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -456,3 +458,29 @@ def test_a_store_that_does_not_answer_duckdbs_reads_is_named_not_taken_for_a_fai
             list(view_check.failing_views(con, counts))  # not a view failing: the store
         assert str(got.value).startswith(tables), got.value
     assert len(warehouse.read(storage, path, rows)) == 2  # the store answers again
+
+
+def test_verify_and_repair_cannot_run_while_the_store_does_not_answer(
+    frozen_store: tuple[ObjectStorage, Any], simulator: Simulator, tmp_path: Path
+) -> None:
+    """Exit status 3 (it could not run), in one line naming the bucket: not 1, which says the
+    data holds something `make repair` rebuilds."""
+    storage, process = frozen_store
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("KIS_", "AWS_"))},
+        **frozen_store_environ(storage, simulator, tmp_path),
+    }
+    with objectstore.frozen(process):
+        for command in ("verify", "repair"):
+            done = subprocess.run(
+                [sys.executable, "-m", f"pipelines.commands.{command}"],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 3, done.stdout + done.stderr
+            [line] = done.stderr.splitlines()
+            assert line.startswith(f"{command}: could not read the data root: {storage.url}/")
+            assert "did not answer within its limits" in line
