@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,17 @@ pytest_plugins = ("tests.postgres",)
 #: kept for every test (and the processes tests start).
 PARTITION_ENV = {"KIS_CAPTURE_DAYS": "mon-sun", "KIS_HISTORY_START": "2023-01-01"}
 os.environ.update(PARTITION_ENV)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish() -> None:
+    """Finalize now what tests left to the garbage collector (Dagster contexts that own an
+    ephemeral instance, whose disposal logs an error with its traceback). Left to chance, a
+    collection can fall inside the ast.parse of a module pytest imports for its summary
+    (hypothesis's plugin does), and Python 3.11's traceback module parses source too: the
+    nested parse breaks the outer one ("SystemError: AST constructor recursion depth
+    mismatch"), and the session fails after every test passed."""
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

@@ -35,6 +35,16 @@ OTHER_AWS_VARIABLES = (
     "AWS_ENDPOINT_URL_S3",
 )
 
+#: Small limits (KIS_S3_* settings), so a frozen store fails each call within a second or two.
+FROZEN_LIMITS = {
+    "KIS_S3_CONNECT_TIMEOUT": "0.3",
+    "KIS_S3_READ_TIMEOUT": "0.3",
+    "KIS_S3_ATTEMPTS": "2",
+}
+#: Two tries of 0.3 s and botocore's backoff between them (at most 1 s), with room to spare
+#: on a busy machine (botocore's defaults would wait 60 s per read; aiohttp forever on a PUT).
+FROZEN_CALL_BOUND = 2 * 0.3 + 1.0 + 2.5
+
 
 @contextmanager
 def moto_server() -> Iterator[str]:

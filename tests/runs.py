@@ -1,4 +1,6 @@
-"""Materializing the pipeline's assets through Dagster in tests, and reading why a run failed."""
+"""Materializing the pipeline's assets through Dagster in tests (in this process, or as a user
+runs it from a shell, in a process group of its own that a test can kill), and reading why a
+run failed."""
 
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -18,6 +24,18 @@ from pipelines.definitions import resources
 REPO = Path(__file__).resolve().parent.parent
 
 ASSETS = [kis_balance_raw, balance_tables, warehouse_views, portfolio_report]
+#: Settings a developer's .env could hold, emptied for a process a test starts (the environment
+#: wins over .env), so its run is the simulator's and local unless the test sets them.
+DEVELOPER_SETTINGS = (
+    "KIS_BASE_URL",
+    "KIS_APP_KEY",
+    "KIS_APP_SECRET",
+    "KIS_ACCOUNTS",
+    "KIS_ACCOUNTS_FILE",
+    "KIS_CUSTTYPE",
+    "KIS_SIM_FAULTS",
+    "KIS_TARGETS_FILE",
+)
 
 
 def materialize(
@@ -110,3 +128,93 @@ def not_owner_only(*roots: Path) -> list[str]:
                 if not os.path.islink(path) and mode != 0o600:
                     found.append(f"{path} {oct(mode)}")
     return found
+
+
+def materialize_command(partition: str) -> list[str]:
+    """Every asset of one partition (`D`) or range (`D1...D2`), as the README runs it from a
+    shell (`dg launch` does the same run, a second slower to start)."""
+    option = "--partition-range" if "..." in partition else "--partition"
+    dagster = str(Path(sys.executable).parent / "dagster")
+    every_asset = ["--select", "*", option, partition]
+    return [dagster, "asset", "materialize", "-m", "pipelines.definitions", *every_asset]
+
+
+@dataclass(frozen=True)
+class Ran:
+    """How a command run by `run_command` ended."""
+
+    returncode: int  # -9: killed (SIGKILL)
+    output: str  # stdout and stderr, interleaved
+    took: float  # seconds from its start to its end
+    #: Seconds from the command's start to Dagster's RUN_START and to the run's end event
+    #: (RUN_SUCCESS or RUN_FAILURE), when it printed them.
+    run_started: float | None
+    run_ended: float | None
+    #: Seconds from the command's start to when `at`'s action was done (None: it had ended).
+    acted_at: float | None
+
+    @property
+    def killed(self) -> bool:
+        return self.returncode == -signal.SIGKILL
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    """SIGKILL the process and every process it started (its process group)."""
+    os.killpg(process.pid, signal.SIGKILL)
+
+
+def run_command(
+    command: Sequence[str],
+    env: dict[str, str],
+    *,
+    at: tuple[float, Callable[[subprocess.Popen[str]], None]] | None = None,
+    timeout: float = 120,
+) -> Ran:
+    """Run `command` from the repository in a process group of its own, reading its output as
+    it comes; `at` = (seconds, action): the action is done to the process at that moment if it
+    still runs (e.g. `kill_group`). A command still running after `timeout` is killed and fails
+    the test."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        list(command),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    marks: dict[str, float] = {}
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            for event in ("RUN_START", "RUN_SUCCESS", "RUN_FAILURE"):
+                if f" - {event} - " in line:
+                    marks.setdefault(event, time.monotonic() - started)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    acted_at = None
+    try:
+        if at is not None:
+            seconds, action = at
+            try:
+                process.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                acted_at = time.monotonic() - started
+                action(process)
+        process.wait(timeout=max(timeout - (time.monotonic() - started), 1))
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        process.wait()
+        reader.join(timeout=5)
+        raise AssertionError(
+            f"{' '.join(command)} still ran after {timeout} s: " + "".join(lines)[-3000:]
+        ) from None
+    took = time.monotonic() - started
+    reader.join(timeout=10)
+    ended = marks.get("RUN_SUCCESS", marks.get("RUN_FAILURE"))
+    return Ran(process.returncode, "".join(lines), took, marks.get("RUN_START"), ended, acted_at)

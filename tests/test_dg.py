@@ -17,20 +17,10 @@ from pathlib import Path
 import duckdb
 
 from pipelines.ingest.fetch import today_in_seoul
+from tests.runs import DEVELOPER_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 DG = Path(sys.executable).parent / "dg"
-#: Variables a developer's .env could set: emptied, so the run is the simulator's and local.
-UNSET = (
-    "KIS_BASE_URL",
-    "KIS_APP_KEY",
-    "KIS_APP_SECRET",
-    "KIS_ACCOUNTS",
-    "KIS_ACCOUNTS_FILE",
-    "KIS_CUSTTYPE",
-    "KIS_SIM_FAULTS",
-    "KIS_TARGETS_FILE",
-)
 
 
 def dg(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -39,7 +29,7 @@ def dg(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {
         **os.environ,
-        **dict.fromkeys(UNSET, ""),
+        **dict.fromkeys(DEVELOPER_SETTINGS, ""),
         "KIS_ENV": "sim",
         "DAGSTER_HOME": str(home),
         # every warning shown, once per place, wherever it comes from

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from datetime import date, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +20,20 @@ import pytest
 
 from pipelines.ingest.fetch import today_in_seoul
 from pipelines.ingest.landing import RawLanding
-from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account
 from pipelines.lake import parquet
 from pipelines.lake.compaction import CompactedMonths
 from pipelines.lake.tables import ParquetTables
 from pipelines.settings import Settings
 from pipelines.simulator.faults import FaultPlan
-from pipelines.simulator.portfolio import balance_body
 from pipelines.simulator.server import Simulator
 from pipelines.storage.damage import DamagedFileError
 from pipelines.storage.roots import open_root
 from pipelines.tidy.build import build_days
 from pipelines.warehouse import view_check, warehouse
 from tests.runs import failure, failure_text, materialize
+from tests.served import ACCOUNTS, assert_all_served, closed_month_days, cut
 
 REPO = Path(__file__).resolve().parent.parent
-ACCOUNTS = (Account.parse("12345678-01"), Account.parse("12345678-21"))
 #: The views a damaged asset_categories file breaks (issue 16), the base view first.
 #: The views that read asset_categories, in the order the warehouse creates them (net assets
 #: come from its 합계 rows since issue 15).
@@ -50,16 +47,6 @@ CATEGORY_VIEWS = [
     "consolidated_net_assets",
     "net_assets_monthly",
 ]
-
-
-def cut(path: Path) -> None:
-    """Truncate a file to half its size, as a full disk or a killed copy leaves it."""
-    os.truncate(path, path.stat().st_size // 2)
-
-
-def closed_month_days(today: date) -> list[date]:
-    last = today.replace(day=1) - timedelta(days=1)
-    return [last - timedelta(days=1), last]
 
 
 def with_a_closed_month() -> tuple[list[date], date]:
@@ -100,36 +87,6 @@ def assert_every_view_answers(data_root: Path) -> None:
         ]
         rows = {name: con.sql(f"FROM {name}").fetchall() for name in names}
     assert all(rows[name] for name in [*CATEGORY_VIEWS, "account_summary"])
-
-
-def assert_served(con: duckdb.DuckDBPyConnection, account: Account, day: date) -> None:
-    """The views hold exactly what the simulator served for the account on the day."""
-    body = balance_body(account, day)
-    rows = con.execute(
-        f"SELECT {', '.join(OUTPUT1_FIELDS)} FROM asset_categories "
-        "WHERE account_id = ? AND snapshot_date = ? ORDER BY category_seq",
-        [account.id, day],
-    ).fetchall()
-    assert rows == [tuple(Decimal(row[f]) for f in OUTPUT1_FIELDS) for row in body["output1"]]
-    [summary] = con.execute(
-        f"SELECT {', '.join(OUTPUT2_FIELDS)} FROM account_summary "
-        "WHERE account_id = ? AND snapshot_date = ?",
-        [account.id, day],
-    ).fetchall()
-    assert summary == tuple(Decimal(body["output2"][f]) for f in OUTPUT2_FIELDS)
-
-
-def assert_all_served(days: list[date]) -> None:
-    """Every view's base rows are exactly what the simulator served, for every account and day
-    (KIS_DATA_ROOT, KIS_WAREHOUSE)."""
-    settings = Settings.from_env()
-    with warehouse.connect(settings.data_root, settings.warehouse) as con:
-        for day in days:
-            for account in ACCOUNTS:
-                assert_served(con, account, day)
-        assert con.sql("SELECT count(DISTINCT snapshot_date) FROM account_summary").fetchone() == (
-            len(days),
-        )
 
 
 # -- failure 1: a daily file cut short ----------------------------------------------------------

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import http.client
 import os
+import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -23,6 +26,7 @@ import pytest
 from pipelines.ingest.fetch import LandingError, fetch_and_land, land_pending, today_in_seoul
 from pipelines.ingest.landing import RawLanding
 from pipelines.kis.tokens import TokenCache
+from pipelines.lake import parquet
 from pipelines.settings import Settings
 from pipelines.simulator.server import Simulator
 from pipelines.storage.roots import (
@@ -35,6 +39,8 @@ from pipelines.storage.roots import (
     open_root,
     parse_root,
 )
+from pipelines.tidy.build import build_days
+from pipelines.warehouse import view_check, warehouse
 from tests import objectstore
 from tests.runs import kill_while_writing
 
@@ -299,17 +305,6 @@ def test_local_roots_stay_local_paths(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 # -- a store that does not answer -----------------------------------------------------------
-#: Small limits, so a frozen store fails each call within a second or two.
-FROZEN_LIMITS = {
-    "KIS_S3_CONNECT_TIMEOUT": "0.3",
-    "KIS_S3_READ_TIMEOUT": "0.3",
-    "KIS_S3_ATTEMPTS": "2",
-}
-#: Two tries of 0.3 s and botocore's backoff between them (at most 1 s), with room to spare
-#: on a busy machine (botocore's defaults would wait 60 s per read; aiohttp forever on a PUT).
-FROZEN_CALL_BOUND = 2 * 0.3 + 1.0 + 2.5
-
-
 @pytest.fixture
 def frozen_store(tmp_path: Path) -> Iterator[tuple[ObjectStorage, Any]]:
     """A root in moto running as a process of its own (which a test can freeze), with small
@@ -319,12 +314,28 @@ def frozen_store(tmp_path: Path) -> Iterator[tuple[ObjectStorage, Any]]:
             **objectstore.FAKE_CREDENTIALS,
             "AWS_ENDPOINT_URL": endpoint,
             "XDG_DATA_HOME": str(tmp_path / "share"),
-            **FROZEN_LIMITS,
+            **objectstore.FROZEN_LIMITS,
         }
         bucket = objectstore.new_bucket(endpoint)
         storage = open_root(parse_root(f"s3://{bucket}/history", environ))
         assert isinstance(storage, ObjectStorage)
         yield storage, process
+
+
+def frozen_store_environ(storage: ObjectStorage, simulator: Simulator, tmp_path: Path) -> dict:
+    """The settings of a run on the frozen store's root, against the simulator."""
+    return {
+        **objectstore.FAKE_CREDENTIALS,
+        "AWS_ENDPOINT_URL": str(storage.access.endpoint_url),
+        "XDG_DATA_HOME": str(tmp_path / "share"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "KIS_ENV": "sim",
+        "KIS_BASE_URL": simulator.base_url,
+        "KIS_ACCOUNTS": "12345678-01,12345678-21",
+        "KIS_DATA_ROOT": storage.url,
+        "KIS_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        **objectstore.FROZEN_LIMITS,
+    }
 
 
 def test_a_frozen_store_fails_each_call_naming_bucket_and_key_within_its_limits(
@@ -348,7 +359,7 @@ def test_a_frozen_store_fails_each_call_naming_bucket_and_key_within_its_limits(
             key = f"raw/day/{name}.json" if name else "raw/day"
             assert message.startswith(f"s3://{storage.bucket}/history/{key}: {doing} failed")
             assert "connect 0.3 s, read 0.3 s, 2 attempt(s)" in message
-            assert 0.3 < took < FROZEN_CALL_BOUND, (doing, took)
+            assert 0.3 < took < objectstore.FROZEN_CALL_BOUND, (doing, took)
             assert not isinstance(caught.value, OSError)  # never taken for a missing file
     assert storage.read_bytes("raw/day/a.json") == b"{}"  # the store answers again
     # A write that timed out may still be stored once the store wakes (its request was on the
@@ -361,17 +372,9 @@ def test_a_run_against_a_frozen_store_fails_naming_the_key_and_keeps_the_answer(
     frozen_store: tuple[ObjectStorage, Any], simulator: Simulator, tmp_path: Path
 ) -> None:
     storage, process = frozen_store
-    environ = {
-        **objectstore.FAKE_CREDENTIALS,
-        "AWS_ENDPOINT_URL": str(storage.access.endpoint_url),
-        "XDG_DATA_HOME": str(tmp_path / "share"),
-        "KIS_ENV": "sim",
-        "KIS_BASE_URL": simulator.base_url,
-        "KIS_ACCOUNTS": "12345678-01,12345678-21",
-        "KIS_DATA_ROOT": storage.url,
-        **FROZEN_LIMITS,
-    }
-    settings = Settings.from_env(environ, env_file=tmp_path / "none.env")
+    settings = Settings.from_env(
+        frozen_store_environ(storage, simulator, tmp_path), env_file=tmp_path / "none.env"
+    )
     landing = RawLanding(settings.data_root)
     day = today_in_seoul()
     started = time.monotonic()
@@ -379,7 +382,8 @@ def test_a_run_against_a_frozen_store_fails_naming_the_key_and_keeps_the_answer(
         fetch_and_land(settings, landing, day, token_cache=TokenCache(tmp_path / "tokens"))
     took = time.monotonic() - started
     message = str(caught.value)
-    assert took < 2 * FROZEN_CALL_BOUND + 2, took  # the first refused write stops the run
+    # the first refused write stops the run
+    assert took < 2 * objectstore.FROZEN_CALL_BOUND + 2, took
     raw_day = f"s3://{storage.bucket}/history/raw/CTRP6548R/snapshot_date={day}/12345678-01/"
     assert message.startswith(f"account 12345678-01: could not land its answer at {raw_day}")
     assert "did not answer within its limits" in message
@@ -393,3 +397,90 @@ def test_a_run_against_a_frozen_store_fails_naming_the_key_and_keeps_the_answer(
     key = raw_day.removeprefix(f"s3://{storage.bucket}/history/") + kept.name
     assert storage.read_bytes(key) == answer
     assert not kept.exists()
+
+
+def test_a_store_that_stops_answering_once_a_parquet_file_is_open_is_no_damaged_file(
+    frozen_store: tuple[ObjectStorage, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyarrow reads the pages through s3fs, where botocore's timeout is an OSError like a
+    damaged file's: it was taken for one (DamagedFileError), and `make repair` would rebuild
+    a good file."""
+    storage, process = frozen_store
+    key = "parquet/account_summary/snapshot_date=2026-03-16/data.parquet"
+    staged = pa.BufferOutputStream()
+    pq.write_table(pa.table({"a": list(range(1000))}), staged)
+    storage.write_bytes(key, staged.getvalue().to_pybytes())
+
+    def open_then_freeze(location: Any) -> Any:
+        opened = open_input(location)
+        process.send_signal(signal.SIGSTOP)
+        return opened
+
+    monkeypatch.setattr(parquet, "open_input", open_then_freeze)
+    try:
+        with pytest.raises(StoreUnreachableError) as caught:
+            parquet.verify(storage.location(key))
+    finally:
+        process.send_signal(signal.SIGCONT)
+    assert str(caught.value).startswith(f"{storage.url_of(key)}: reading failed: ")
+    assert "did not answer within its limits" in str(caught.value)
+    monkeypatch.undo()
+    parquet.verify(storage.location(key))  # whole, once the store answers
+
+
+def test_a_store_that_does_not_answer_duckdbs_reads_is_named_not_taken_for_a_failing_view(
+    frozen_store: tuple[ObjectStorage, Any], simulator: Simulator, tmp_path: Path
+) -> None:
+    """The views read the bucket through DuckDB, which passes on an error's text only: a read
+    the store did not answer was a bare DuckDB error naming the endpoint's URL (a traceback in
+    the run), and the view check took it for a failing view (`make verify`: a damaged
+    warehouse)."""
+    storage, process = frozen_store
+    settings = Settings.from_env(
+        frozen_store_environ(storage, simulator, tmp_path), env_file=tmp_path / "none.env"
+    )
+    day = today_in_seoul()
+    fetch_and_land(settings, RawLanding(storage), day, token_cache=TokenCache(tmp_path / "tok"))
+    build_days(storage, [day])
+    path = warehouse.build(storage, path=settings.warehouse)
+    tables = f"{storage.url}/parquet/"
+
+    def rows(con: duckdb.DuckDBPyConnection) -> list[Any]:
+        return con.sql("FROM net_asset_history").fetchall()
+
+    with objectstore.frozen(process):
+        with pytest.raises(StoreUnreachableError) as caught:
+            warehouse.read(storage, path, rows)
+        assert str(caught.value).startswith(tables), caught.value
+        assert "did not answer within its limits" in str(caught.value)
+        counts = {"account_summary": "FROM account_summary"}
+        with warehouse.connect(storage, path) as con, pytest.raises(StoreUnreachableError) as got:
+            list(view_check.failing_views(con, counts))  # not a view failing: the store
+        assert str(got.value).startswith(tables), got.value
+    assert len(warehouse.read(storage, path, rows)) == 2  # the store answers again
+
+
+def test_verify_and_repair_cannot_run_while_the_store_does_not_answer(
+    frozen_store: tuple[ObjectStorage, Any], simulator: Simulator, tmp_path: Path
+) -> None:
+    """Exit status 3 (it could not run), in one line naming the bucket: not 1, which says the
+    data holds something `make repair` rebuilds."""
+    storage, process = frozen_store
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("KIS_", "AWS_"))},
+        **frozen_store_environ(storage, simulator, tmp_path),
+    }
+    with objectstore.frozen(process):
+        for command in ("verify", "repair"):
+            done = subprocess.run(
+                [sys.executable, "-m", f"pipelines.commands.{command}"],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 3, done.stdout + done.stderr
+            [line] = done.stderr.splitlines()
+            assert line.startswith(f"{command}: could not read the data root: {storage.url}/")
+            assert "did not answer within its limits" in line

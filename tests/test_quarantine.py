@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,6 +26,8 @@ from pipelines.kis.tokens import TokenCache
 from pipelines.settings import Settings
 from pipelines.simulator.portfolio import balance_body
 from pipelines.storage.roots import open_root
+from tests import served
+from tests.served import body_of, every_file
 from tests.wire_servers import (
     TOKEN,
     Connection,
@@ -152,28 +153,10 @@ def run(
     return landing, report
 
 
-def body_of(envelope: dict[str, Any]) -> bytes:
-    answer = envelope["answer"]
-    if answer["body_encoding"] == "base64":
-        return base64.b64decode(answer["body"])
-    assert answer["body_encoding"] == "utf-8"
-    return str(answer["body"]).encode()
-
-
-def every_file(landing: RawLanding) -> dict[str, bytes]:
-    storage = landing.storage
-    return {key: storage.read_bytes(key) for key in storage.files("")}
-
-
 def assert_no_secret_anywhere(files: dict[str, bytes]) -> None:
-    for key, data in files.items():
-        texts = [data]
-        if key.endswith(".json"):
-            envelope = json.loads(data)
-            if isinstance(envelope.get("answer"), dict):
-                texts.append(body_of(envelope))
-        for secret in (APP_KEY, APP_SECRET, TOKEN):
-            assert all(secret.encode() not in text for text in texts), (key, secret)
+    served.assert_no_secret_anywhere(
+        files, {"app key": APP_KEY, "app secret": APP_SECRET, "token": TOKEN}
+    )
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -214,7 +197,7 @@ def test_each_bad_answer_lands_one_quarantine_file(kind: str, tmp_path: Path) ->
     assert [p.parent.name for p in report.landed] == [GOOD.id]
     assert list(landing.answers_by_account(DAY)) == [GOOD.id]
     assert capture.landed_accounts(landing, DAY) == {GOOD.id}
-    assert_no_secret_anywhere(every_file(landing))
+    assert_no_secret_anywhere(every_file(landing.storage))
 
 
 def test_a_stalled_answer_keeps_what_arrived(tmp_path: Path) -> None:
@@ -261,7 +244,7 @@ def test_quarantine_goes_through_the_storage_seam_to_s3(s3_root: str, tmp_path: 
     assert body_of(envelope) == KINDS["gzip_mangled"][2]
     assert "is not valid gzip" in envelope["answer"]["decoding_error"]
     assert [p.parent.name for p in report.landed] == [GOOD.id]
-    assert_no_secret_anywhere(every_file(RawLanding(open_root(landing.storage.root))))
+    assert_no_secret_anywhere(every_file(RawLanding(open_root(landing.storage.root)).storage))
 
 
 def test_a_redirect_answer_never_reaches_the_other_host(tmp_path: Path) -> None:

@@ -5,15 +5,18 @@ view; print each damaged or missing file with what depends on it.
 
 Exit status: 0 nothing damaged or missing (a damaged raw answer `make repair` has dealt with is
 a note); 1 something `make repair` rebuilds; 2 only what it cannot (a damaged raw answer no
-repair has dealt with yet, a damaged day with no raw answer left); 3 it could not run.
+repair has dealt with yet, a damaged day with no raw answer left); 3 it could not run (the
+settings, or an object store that did not answer).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from pipelines import health
 from pipelines.settings import Settings, SettingsError
+from pipelines.storage.roots import StoreUnreachableError
 
 #: The exit status when the settings are wrong or the data root cannot be read.
 CANNOT_RUN = 3
@@ -36,11 +39,24 @@ def settings_or_exit(command: str) -> Settings:
     return settings
 
 
+def run(command: str, work: Callable[[Settings], int]) -> int:
+    """`work` on the settings; exit status 3 if they are wrong, or if the object store did not
+    answer (no finding about the data: said in one line, naming the bucket and key)."""
+    settings = settings_or_exit(command)
+    try:
+        return work(settings)
+    except StoreUnreachableError as error:
+        print(f"{command}: could not read the data root: {error}", file=sys.stderr)
+        return CANNOT_RUN
+
+
 def main() -> int:
-    settings = settings_or_exit("verify")
-    verified = health.verify(settings)
-    print(report(verified))
-    return verified.exit_code
+    def verify(settings: Settings) -> int:
+        verified = health.verify(settings)
+        print(report(verified))
+        return verified.exit_code
+
+    return run("verify", verify)
 
 
 if __name__ == "__main__":

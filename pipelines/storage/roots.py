@@ -337,7 +337,6 @@ def _filesystem(access: S3Access, pid: int, *, for_duckdb: bool = False) -> Any:
     loop is set to one try, or it would multiply them)."""
     import aiobotocore.session
     import botocore.handlers
-    import s3fs
 
     session = aiobotocore.session.AioSession()
     # botocore sends "Expect: 100-continue" before a PUT's body, and aiohttp waits for the
@@ -352,7 +351,7 @@ def _filesystem(access: S3Access, pid: int, *, for_duckdb: bool = False) -> Any:
     if access.endpoint_url:
         # MinIO, Ceph and most stores behind a custom endpoint want path-style addressing
         config["s3"] = {"addressing_style": "path"}
-    filesystem = s3fs.S3FileSystem(
+    filesystem = _answering_filesystem_class()(
         session=session,
         key=access.access_key_id,
         secret=access.secret_access_key,
@@ -366,6 +365,7 @@ def _filesystem(access: S3Access, pid: int, *, for_duckdb: bool = False) -> Any:
         skip_instance_cache=True,
     )
     filesystem.retries = 1
+    filesystem.access = access
     return filesystem
 
 
@@ -384,6 +384,94 @@ def _unanswered(error: BaseException) -> bool:
         | FSTimeoutError
         | asyncio.TimeoutError,
     )
+
+
+def _unreachable(url: str, doing: str, access: S3Access, error: BaseException) -> Exception:
+    """The StoreUnreachableError of a call on `url` that the store did not answer."""
+    return StoreUnreachableError(
+        f"{url}: {doing} failed: the object store ({access.endpoint_url or 'AWS S3'}) did not "
+        f"answer within its limits ({access.limits}): {error}"
+    )
+
+
+#: What an S3 call does, in the words of the error saying the store did not answer it.
+_DOING = {
+    "get_object": "reading",
+    "head_object": "looking up",
+    "list_objects_v2": "listing",
+    "put_object": "writing",
+    "delete_object": "removing",
+}
+
+
+@functools.cache
+def _answering_filesystem_class() -> type:
+    """s3fs's filesystem, where a call the store does not answer (its answer's head or body)
+    raises StoreUnreachableError naming the bucket and key. The calls the pipeline makes itself
+    are named again by ObjectStorage (`_answered`); this names those made by the readers it
+    hands files to, which would otherwise take a timeout for any other error: pyarrow reads a
+    Parquet file's pages through it (a botocore timeout is an OSError, as a damaged file's
+    error is), and DuckDB passes on only an error's text (`unreachable_while_reading`)."""
+    import s3fs
+
+    class AnsweringS3FileSystem(s3fs.S3FileSystem):
+        access: S3Access
+
+        async def _call_s3(self, method: str, *akwarglist: Any, **kwargs: Any) -> Any:
+            params = {k: v for part in akwarglist for k, v in part.items()} | kwargs
+            key = params.get("Key", params.get("Prefix"))
+            url = "s3://" + "/".join(str(p) for p in (params.get("Bucket"), key) if p)
+            doing = _DOING.get(method, f"calling {method}")
+
+            def unreachable(error: BaseException) -> Exception:
+                return _unreachable(url, doing, self.access, error)
+
+            try:
+                answer = await super()._call_s3(method, *akwarglist, **kwargs)
+            except Exception as error:
+                if _unanswered(error):
+                    raise unreachable(error) from error
+                raise
+            if isinstance(answer, dict) and "Body" in answer:
+                answer["Body"] = _AnsweringBody(answer["Body"], unreachable)
+            return answer
+
+    return AnsweringS3FileSystem
+
+
+class _AnsweringBody:
+    """An answer's body (botocore's StreamingBody) whose reads raise StoreUnreachableError when
+    the store stops sending it."""
+
+    def __init__(self, body: Any, unreachable: Callable[[BaseException], Exception]):
+        self._body, self._unreachable = body, unreachable
+
+    async def read(self, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            data: bytes = await self._body.read(*args, **kwargs)
+        except Exception as error:
+            if _unanswered(error):
+                raise self._unreachable(error) from error
+            raise
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._body, name)
+
+
+def unreachable_while_reading(error: BaseException) -> StoreUnreachableError | None:
+    """The StoreUnreachableError behind a failed query when one of DuckDB's reads of the data
+    root was not answered (DuckDB passes on the text of the error its filesystem raised, not
+    the error), else None."""
+    if isinstance(error, StoreUnreachableError):
+        return error
+    marker = f"{StoreUnreachableError.__name__}: "
+    text = str(error)
+    if marker not in text:
+        return None
+    found = StoreUnreachableError(text.split(marker, 1)[1].strip().splitlines()[0])
+    found.__cause__ = error
+    return found
 
 
 class ObjectStorage(Storage):
@@ -433,14 +521,13 @@ class ObjectStorage(Storage):
         names the bucket and key (and the limits it was given)."""
         try:
             yield
+        except StoreUnreachableError as error:  # named by the filesystem: named here again
+            cause = error.__cause__ or error
+            raise _unreachable(self.url_of(key), doing, self.access, cause) from cause
         except Exception as error:
             if not _unanswered(error):
                 raise
-            raise StoreUnreachableError(
-                f"{self.url_of(key)}: {doing} failed: the object store "
-                f"({self.access.endpoint_url or 'AWS S3'}) did not answer within its limits "
-                f"({self.access.limits}): {error}"
-            ) from error
+            raise _unreachable(self.url_of(key), doing, self.access, error) from error
 
     def read_bytes(self, key: str) -> bytes:
         with self._answered(key, "reading"):

@@ -31,7 +31,12 @@ import duckdb
 from pipelines.lake import parquet, schema
 from pipelines.lake.compaction import TableFiles
 from pipelines.storage.damage import DamagedFileError
-from pipelines.storage.roots import Location, Storage, replaced_while_reading
+from pipelines.storage.roots import (
+    Location,
+    Storage,
+    replaced_while_reading,
+    unreachable_while_reading,
+)
 from pipelines.warehouse.views import DERIVED_VIEWS, DRIFT_VIEW
 
 #: The warehouse's table of the files checked whole, with their fingerprints then.
@@ -141,13 +146,16 @@ def view_queries(sources: Mapping[str, str]) -> dict[str, str]:
 def failing_views(
     con: duckdb.DuckDBPyConnection, queries: Mapping[str, str]
 ) -> Iterator[tuple[str, duckdb.Error]]:
-    """Each view whose query (`queries`: view → SQL) fails on `con`, with its error."""
+    """Each view whose query (`queries`: view → SQL) fails on `con`, with its error; an object
+    store that did not answer is no failing view: StoreUnreachableError."""
     for view, query in queries.items():
         try:
             con.execute(query).fetchall()
         except duckdb.Error as error:
             if replaced_while_reading(error):
                 raise
+            if (unreachable := unreachable_while_reading(error)) is not None:
+                raise unreachable from error
             yield view, error
 
 
@@ -159,7 +167,10 @@ def explain(
     sources: Mapping[str, str],
 ) -> ViewError:
     """The ViewError for `error` from a query of `view`: the files it names, read by the lake's
-    reader; if it names none, every file behind the views, until the damaged ones are found."""
+    reader; if it names none, every file behind the views, until the damaged ones are found.
+    StoreUnreachableError if the error is an object store that did not answer a read."""
+    if (unreachable := unreachable_while_reading(error)) is not None:
+        raise unreachable from error
     text = str(error).strip().splitlines()[0]
     locations: dict[str, Location] = {
         str(storage.location(key)): storage.location(key)

@@ -34,6 +34,7 @@ from pipelines.storage.roots import (
     Storage,
     open_root,
     replaced_while_reading,
+    unreachable_while_reading,
 )
 from pipelines.warehouse import view_check
 from pipelines.warehouse.targets import Target
@@ -223,6 +224,8 @@ def read(
             try:
                 return work(con)
             except duckdb.Error as error:
+                if (unreachable := unreachable_while_reading(error)) is not None:
+                    raise unreachable from error
                 if attempt == READ_ATTEMPTS or not replaced_while_reading(error):
                     raise
         time.sleep(0.1 * attempt)
@@ -252,6 +255,8 @@ def build(
             try:
                 return _build(storage, targets, capture, final)
             except duckdb.Error as error:  # views are bound when created: they read the files
+                if (unreachable := unreachable_while_reading(error)) is not None:
+                    raise unreachable from error
                 if attempt == READ_ATTEMPTS or not replaced_while_reading(error):
                     raise
             time.sleep(0.1 * attempt)
