@@ -7,7 +7,6 @@ amounts have 19 digits: a float anywhere on the way would not compare equal.
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 from decimal import Decimal
 from operator import itemgetter
@@ -31,6 +30,7 @@ from pipelines.definitions import defs, resources
 from pipelines.ingest.fetch import today_in_seoul
 from pipelines.lake import schema
 from pipelines.lake.tables import ParquetTables
+from tests.readme import located
 from tests.runs import failure_text, materialize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,11 +182,11 @@ def test_the_io_manager_only_loads(isolated_env: Path) -> None:
 
 
 def readme_assets() -> dict[str, Any]:
-    """The README's example of assets of your own, run as it is written."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    [code] = re.findall(r"```python\n(# my_assets\.py.*?)```", text, flags=re.S)
+    """The documented example of assets of your own (docs/own-assets.md), run as it is written."""
+    page, code = located("my-assets")
+    assert code.startswith("# my_assets.py")
     namespace: dict[str, Any] = {"__name__": "my_assets"}
-    exec(compile(code, "README.md", "exec", dont_inherit=True), namespace)
+    exec(compile(code, str(page.relative_to(REPO)), "exec", dont_inherit=True), namespace)
     return namespace
 
 
