@@ -1,7 +1,7 @@
 """The documentation holds together: README.md fits on a few screens, every relative link of
 README.md, CHANGELOG.md and docs/ leads to a file (and its `#anchor` to a heading there), every
-page under docs/ is reachable from README.md, and external links are well-formed (never
-fetched: tests do not reach the internet)."""
+page under docs/ is reachable from README.md, external links are well-formed (never fetched:
+tests do not reach the internet), and the README's views at a glance name every view built."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from pipelines.warehouse import views, warehouse
 from tests.readme import README, REPO
 
 README_MAX_LINES = 200
@@ -168,3 +169,14 @@ def test_every_docs_page_is_reachable_from_the_readme() -> None:
                 queue.append(destination)
     pages = {p.resolve() for p in PAGES}
     assert sorted(str(p.relative_to(REPO)) for p in pages - reached) == []
+
+
+def test_the_views_at_a_glance_name_every_view_and_macro() -> None:
+    text = README.read_text(encoding="utf-8")
+    glance = text[text.index("## The views at a glance") :]
+    glance = glance[: glance.index("\n## ", 1)]
+    listed = set(re.findall(r"^\| `(\w+)` \|", glance, flags=re.MULTILINE))
+    built = {*warehouse.view_names(), views.DRIFT_VIEW[0]}
+    assert listed == built
+    for macro in warehouse.macro_names():
+        assert f"`{macro}(d)`" in glance, macro
