@@ -45,6 +45,7 @@ from random import Random
 from typing import Any
 from urllib.parse import urlsplit
 
+from pipelines.errors import RedactionError
 from pipelines.ingest import landing
 from pipelines.kis import layouts, protocol
 from pipelines.kis.protocol import Account
@@ -81,10 +82,6 @@ MAX_CHARS = 19  # the spec's length of an amount
 ATTEMPTS = 200
 ALL_SUBSETS_UP_TO = 12  # nonzero rows of one field: beyond this, only a few rows in or out
 _NUMBER = re.compile(r"(\s*)([+-]?)([0-9]+)(?:\.([0-9]+))?(\s*)")
-
-
-class RedactionError(ValueError):
-    """The file cannot be redacted safely; nothing is written."""
 
 
 # -- account numbers ------------------------------------------------------------------------
