@@ -2,8 +2,10 @@
 
 Landing, the tables, compaction, the report and the warehouse's view paths read and write the
 data root only through `Storage` (`open_root` picks the implementation), so nothing else knows
-which one is in use. Keys are '/'-separated paths relative to the root. (StoreSettingError and
-StoreUnreachableError, now in pipelines/errors.py, can still be imported from here.)
+which one is in use. Keys are '/'-separated paths relative to the root. `Storage` is declared in
+base.py and implemented in local.py and objects.py (s3_access.py reaches the store); this module
+reads KIS_DATA_ROOT and opens a root. (StoreSettingError and StoreUnreachableError, now in
+pipelines/errors.py, can still be imported from here.)
 """
 
 from __future__ import annotations
