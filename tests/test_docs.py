@@ -1,11 +1,13 @@
 """The documentation holds together: README.md fits on a few screens, every relative link of
 README.md, CHANGELOG.md and docs/ leads to a file (and its `#anchor` to a heading there), every
 page under docs/ is reachable from README.md, external links are well-formed (never fetched:
-tests do not reach the internet), and the README's views at a glance name every view built."""
+tests do not reach the internet), the README's views at a glance name every view built, and
+docs/architecture.md lists the layers contract of pyproject.toml as it is."""
 
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -180,3 +182,19 @@ def test_the_views_at_a_glance_name_every_view_and_macro() -> None:
     assert listed == built
     for macro in warehouse.macro_names():
         assert f"`{macro}(d)`" in glance, macro
+
+
+def test_the_architecture_page_lists_the_layers_contract_in_order() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    [contract] = [
+        c for c in pyproject["tool"]["importlinter"]["contracts"] if c["type"] == "layers"
+    ]
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = re.search(r"The same, as text.*?\n```\n(.*?)\n```", text, flags=re.DOTALL)
+    assert block is not None
+    drawn = [
+        re.split(r"\s{2,}", line.removeprefix("  > ").strip())[0]
+        for line in block.group(1).splitlines()
+        if not line.lstrip().startswith("-")
+    ]
+    assert drawn == contract["layers"]
