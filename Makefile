@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo run ui service sql export verify repair browser postgres-server simulator test lint typecheck bench check
+.PHONY: help setup demo run ui service doctor dagster-home sql export verify repair browser postgres-server simulator test lint typecheck bench check
 
 # What the targets write (the data root, the warehouse, Dagster's instance in DAGSTER_HOME) is
 # readable by you only: files 0600, folders 0700. chmod also tightens what older versions left.
@@ -43,6 +43,11 @@ ui: setup ## the Dagster UI on http://127.0.0.1:3000 (dg dev, capture sensor inc
 SERVICE_ARGS ?=
 service: setup ## install systemd user units: dagster-daemon and dagster-webserver (README)
 	$(BIN)/python -m pipelines.commands.service $(SERVICE_ARGS)
+
+# e.g. make doctor DOCTOR_ARGS=--online (one balance request per app key, cached tokens only)
+DOCTOR_ARGS ?=
+doctor: setup ## one screen: mode, server, app keys, data root and its kind, capture day, tokens
+	@$(BIN)/python -m pipelines.commands.doctor $(DOCTOR_ARGS)
 
 sql: setup ## a DuckDB shell on the warehouse, read-only (S3 access set up for an s3:// root)
 	$(BIN)/python -m pipelines.commands.sql

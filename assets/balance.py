@@ -16,6 +16,7 @@ from assets import io_managers
 from assets.partitions import CAPTURE, daily_partitions, window_freshness
 from assets.resources import KisConfig
 from pipelines import health
+from pipelines.ingest import provenance
 from pipelines.ingest.fetch import (
     DayAction,
     LandingError,
@@ -49,6 +50,7 @@ RAW = dg.AssetKey("kis_balance_raw")
 #: Errors whose message already says what is wrong: shown as-is in the UI, without a traceback.
 EXPLAINED_ERRORS = (
     MissingRawError,
+    provenance.MixedRootError,  # says what the root holds and how to proceed
     SettingsError,
     SnapshotError,
     ValueError,
@@ -123,6 +125,8 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
     days, today = _days(context), today_in_seoul()
     landing = RawLanding(settings.data_root)
     source = describe_source(settings)
+    # simulated and real answers never share a root: refused before anything lands
+    provenance.claim(landing.storage, simulated=settings.is_simulated, server=source["server"])
     kept = land_pending(landing)  # before planning: a kept answer may be a past day's only one
     if kept:
         context.log.warning(

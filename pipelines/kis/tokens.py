@@ -59,13 +59,18 @@ class TokenCache:
         return files.locked(self.path_for(server, app_key).with_suffix(".lock"))
 
     def load(self, server: str, app_key: str, *, now: datetime) -> Token | None:
-        path = self.path_for(server, app_key)
+        token = self.peek(server, app_key)
+        return token if token is not None and token.usable_at(now, self.margin) else None
+
+    def peek(self, server: str, app_key: str) -> Token | None:
+        """The cached token, expired or not (None if there is none or it cannot be read): what
+        `make doctor` shows (its expiry only, never the token)."""
         try:
-            data = json.loads(path.read_text())
-            token = Token(data["access_token"], datetime.fromisoformat(data["expires_at"]))
-            return token if token.usable_at(now, self.margin) else None
-        except (OSError, ValueError, KeyError, TypeError):  # unreadable or naive: issue anew
+            data = json.loads(self.path_for(server, app_key).read_text())
+            token = Token(str(data["access_token"]), datetime.fromisoformat(data["expires_at"]))
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable: issue anew
             return None
+        return token if token.expires_at.tzinfo is not None else None  # naive: issue anew
 
     def save(self, server: str, app_key: str, token: Token) -> None:
         self._ensure_dir()

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import duckdb
 import jinja2
 
+from pipelines.ingest import provenance
 from pipelines.storage.roots import DataRoot, Location, Storage, open_root
 from pipelines.warehouse import views, warehouse
 
@@ -915,12 +916,21 @@ def _accounts(con: duckdb.DuckDBPyConnection, day: date) -> list[dict[str, Any]]
     ]
 
 
+def _simulated(con: duckdb.DuckDBPyConnection) -> str | None:
+    """ "simulated" or "mixed" when the warehouse's data came from the simulator (all or some of
+    it: the table data_source), for the report's banner; None for real data."""
+    row = con.execute("SELECT kind FROM data_source").fetchone()
+    kind = row[0] if row else None
+    return kind if kind in (provenance.SIMULATED, provenance.MIXED) else None
+
+
 def render_report(con: duckdb.DuckDBPyConnection, day: date) -> str:
     """The portfolio report for `day` as one self-contained HTML page (inline CSS and SVG)."""
     incomplete = _incomplete_days(con, day)
     return _render(
         "report.html.j2",
         day=day,
+        simulated=_simulated(con),
         totals=_totals(con, day),
         asset_classes=_asset_classes(con, day),
         categories=_categories(con, day),
