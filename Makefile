@@ -33,8 +33,22 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 demo: setup ## a month of simulated history, today's partition, and a query of the result
 	$(PRIVATE) $(BIN)/python -m pipelines.commands.demo
 
+# `make run` records its runs in the instance of the service when `make service` installed it for
+# this checkout (its daemon's unit names the DAGSTER_HOME), so they show in the service's UI;
+# else in .dagster/ with `make demo` and `make ui`.
+SERVICE_UNIT = $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/systemd/user/kis-balance-daemon.service
+SERVICE_DAGSTER_HOME = $(shell [ -f "$(SERVICE_UNIT)" ] && awk -v repo="$(CURDIR)" \
+	'/^WorkingDirectory=/ { dir = substr($$0, 18); gsub(/%%/, "%", dir) } \
+	/^Environment="?DAGSTER_HOME=/ { sub(/^Environment="?DAGSTER_HOME=/, ""); sub(/"$$/, ""); \
+	gsub(/%%/, "%"); home = $$0 } END { if (dir == repo) print home }' "$(SERVICE_UNIT)")
+RUN_DAGSTER_HOME = $(or $(SERVICE_DAGSTER_HOME),$(DAGSTER_HOME))
+
 run: setup ## materialize today's partition with your .env / KIS_* settings
-	$(PRIVATE) $(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
+	$(PRIVATE) DAGSTER_HOME="$(RUN_DAGSTER_HOME)" \
+		$(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
+
+dagster-home: ## the Dagster instance (DAGSTER_HOME) `make run` records its runs in
+	@echo "$(RUN_DAGSTER_HOME)"
 
 ui: setup ## the Dagster UI on http://127.0.0.1:3000 (dg dev, capture sensor included)
 	$(PRIVATE) $(BIN)/dg dev -h 127.0.0.1 -p 3000

@@ -12,9 +12,11 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import duckdb
+import yaml
 
 from pipelines.ingest.fetch import today_in_seoul
 from tests.runs import DEVELOPER_SETTINGS
@@ -97,3 +99,13 @@ def test_dg_check_defs_and_list_defs_load_the_project(isolated_env: Path, tmp_pa
     }
     assert defs["schedules"] == []  # the capture sensor fetches, not a schedule
     assert [s["name"] for s in defs["sensors"]] == ["balance_capture"]
+
+
+def test_one_code_location_name_under_dg_the_service_and_the_deployments() -> None:
+    name = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]["project"][
+        "code_location_name"
+    ]
+    for workspace in ("workspace.yaml", "deploy/workspace.yaml"):
+        [location] = yaml.safe_load((REPO / workspace).read_text())["load_from"]
+        [(_, where)] = location.items()
+        assert where["location_name"] == name, workspace
