@@ -94,9 +94,8 @@ def on_day(sql: str, day: date) -> str:
 def _category_labels_sql() -> str:
     """Every layout's rows as a table: the labels and asset classes, declared in layouts.py."""
     rows = ", ".join(
-        f"({_quote(layout.name)}, {seq}, {_quote(c.code)}, {_quote(c.asset_class)})"
-        for layout in layouts.KNOWN
-        for seq, c in enumerate(layout.categories, start=1)
+        f"({_quote(name)}, {seq}, {_quote(c.code)}, {_quote(c.asset_class)})"
+        for name, seq, c in layouts.labelled_rows()
     )
     return (
         "CREATE TABLE category_labels (layout VARCHAR, category_seq SMALLINT, "
