@@ -77,11 +77,21 @@ verify: setup ## read every raw answer and Parquet file of KIS_DATA_ROOT; list w
 repair: setup ## rebuild what is damaged or missing (from raw), then verify (README: Verify and repair)
 	$(BIN)/python -m pipelines.commands.repair
 
-browser: ## Debian's chromium, for the report test (root; CI does this)
-	@command -v chromium >/dev/null || for attempt in 1 2 3; do \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
-		&& break; echo "apt-get failed (attempt $$attempt), retrying" >&2; sleep 10; done
-	@command -v chromium >/dev/null
+# Debian's chromium, and a Korean font (Noto CJK) so the report's Korean is not drawn as boxes;
+# apt-get as root, or through sudo when it asks no password, else the command to run yourself.
+KOREAN_FONT = fc-list ':lang=ko' 2>/dev/null | grep -q . || \
+	dpkg-query -W -f='$${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'ok installed'
+browser: ## Debian's chromium and the Noto CJK font, for the report test and its Korean (CI does this)
+	@missing=""; command -v chromium >/dev/null || missing=" chromium"; \
+	{ $(KOREAN_FONT); } || missing="$$missing fonts-noto-cjk"; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then as=""; elif sudo -n true 2>/dev/null; then as="sudo -n"; else \
+		echo "make browser: needs root to install$$missing; run: sudo apt-get install$$missing" >&2; \
+		exit 1; fi; \
+	for attempt in 1 2 3; do $$as apt-get update -qq && $$as env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq$$missing && break; \
+		echo "apt-get failed (attempt $$attempt), retrying" >&2; sleep 10; done
+	@command -v chromium >/dev/null && { $(KOREAN_FONT); }
 
 postgres-server: ## Debian's PostgreSQL server binaries, for the deployment tests (root; CI does this)
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || for attempt in 1 2 3; do \
