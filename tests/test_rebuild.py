@@ -200,6 +200,6 @@ def test_two_runs_of_one_partition_at_once_leave_one_consistent_snapshot(
         ).fetchall()
     assert sorted(pairs) == [("12345678-01", True), ("12345678-21", True)]
     assert counts == [("12345678-01", 20), ("12345678-21", 17)]
-    raw = sorted((isolated_env / "raw").rglob("*.json"))
+    raw = sorted((isolated_env / "raw" / "CTRP6548R").rglob("*.json"))
     assert len(raw) == 4  # both runs' fetches are kept
     assert all(json.loads(p.read_text())["format"] == "kis-balance-raw/1" for p in raw)

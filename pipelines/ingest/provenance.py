@@ -6,6 +6,7 @@ and a run refuses a root that holds answers of the other kind, so the two never 
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,12 +14,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.kis import protocol
-from pipelines.storage.roots import DataRoot, Storage, open_root
+from pipelines.storage.roots import DataRoot, Storage, StoreUnreachableError, open_root
+
+log = logging.getLogger(__name__)
 
 #: The root's record of its kind, beside raw/CTRP6548R/ (never listed as an answer).
 RECORD_KEY = "raw/provenance.json"
 RECORD_FORMAT = "kis-balance-provenance/1"
 SIMULATED, REAL, EMPTY, MIXED = "simulated", "real", "empty", "mixed"
+#: A root that could not be read (a full disk, a store that does not answer).
+UNKNOWN = "unknown"
 ANSWERS = f"raw/{protocol.BALANCE_TR_ID}/"
 #: What the simulator's answers look like when their envelope lacks `source.simulated` (a file
 #: made by hand or by another tool): the embedded simulator as server, or its two accounts.
@@ -101,10 +106,16 @@ def _from_answers(storage: Storage) -> RootKind:
 def claim(data_root: DataRoot | Storage, *, simulated: bool, server: str) -> RootKind:
     """Make sure answers of this kind may land in the root, and record its kind if it has no
     record yet. MixedRootError (one line: what the root holds, and how to proceed) if it holds
-    answers of the other kind."""
+    answers of the other kind. A root that cannot be read or written now is only warned about:
+    no answer can land in it either (the fetch keeps them on this machine), and the next run
+    checks again before landing them."""
     storage = open_root(data_root)
     wanted = kind_of(simulated)
-    found = survey(storage)
+    try:
+        found = survey(storage)
+    except (OSError, StoreUnreachableError) as error:
+        log.warning("could not tell what %s holds, not checked this time: %s", storage.root, error)
+        return RootKind(UNKNOWN)
     if found.kind not in (EMPTY, wanted):
         raise MixedRootError(refusal(storage, wanted, found))
     if found.recorded:
@@ -119,6 +130,9 @@ def claim(data_root: DataRoot | Storage, *, simulated: bool, server: str) -> Roo
         storage.write_bytes(RECORD_KEY, json.dumps(record, indent=1).encode(), overwrite=False)
     except FileExistsError:  # another run recorded it a moment ago
         return claim(storage, simulated=simulated, server=server)
+    except (OSError, StoreUnreachableError) as error:
+        log.warning("could not record %s in %s (a later run does): %s", wanted, storage.root, error)
+        return RootKind(wanted, found.accounts)
     return RootKind(wanted, found.accounts, recorded=True)
 
 

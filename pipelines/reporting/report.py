@@ -919,7 +919,10 @@ def _accounts(con: duckdb.DuckDBPyConnection, day: date) -> list[dict[str, Any]]
 def _simulated(con: duckdb.DuckDBPyConnection) -> str | None:
     """ "simulated" or "mixed" when the warehouse's data came from the simulator (all or some of
     it: the table data_source), for the report's banner; None for real data."""
-    row = con.execute("SELECT kind FROM data_source").fetchone()
+    try:
+        row = con.execute("SELECT kind FROM data_source").fetchone()
+    except duckdb.CatalogException:  # a warehouse built before the table existed
+        return None
     kind = row[0] if row else None
     return kind if kind in (provenance.SIMULATED, provenance.MIXED) else None
 
