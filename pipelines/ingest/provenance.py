@@ -76,10 +76,8 @@ def survey(data_root: DataRoot | Storage) -> RootKind:
     storage = open_root(data_root)
     try:
         record = json.loads(storage.read_bytes(RECORD_KEY))
-    except FileNotFoundError:
+    except (OSError, ValueError):  # none yet, or unreadable: the answers say it
         record = None
-    except (OSError, ValueError):
-        record = None  # unreadable: the answers say it
     if isinstance(record, dict) and record.get("kind") in (SIMULATED, REAL):
         return RootKind(record["kind"], recorded=True)
     return _from_answers(storage)
