@@ -22,12 +22,12 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
+from pipelines.errors import KisError, NoCachedTokenError
 from pipelines.ingest import capture, provenance
 from pipelines.ingest.fetch import EMBEDDED_SERVER_ID, open_client
 from pipelines.ingest.landing import RawLanding
 from pipelines.kis import protocol
-from pipelines.kis.client import Credentials, NoCachedTokenError
-from pipelines.kis.protocol import KisError
+from pipelines.kis.client import Credentials
 from pipelines.kis.tokens import SEOUL, TokenCache
 from pipelines.settings import ENV_FILE, Settings, SettingsError
 from pipelines.storage.roots import StoreUnreachableError

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelines.errors import MixedRootError as MixedRootError  # raised here, named here too
 from pipelines.kis import protocol
 from pipelines.storage.roots import DataRoot, Storage, StoreUnreachableError, open_root
 
@@ -30,10 +31,6 @@ ANSWERS = f"raw/{protocol.BALANCE_TR_ID}/"
 SIMULATOR_ACCOUNT_IDS = frozenset({"12345678-01", "12345678-21"})
 #: What a root of each kind is for, in the refusal's advice.
 DEFAULT_ROOTS = {SIMULATED: "data/demo/", REAL: "data/"}
-
-
-class MixedRootError(ValueError):
-    """The data root holds answers of the other kind (or of both); says how to proceed."""
 
 
 def kind_of(simulated: bool) -> str:
