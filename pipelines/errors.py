@@ -81,8 +81,15 @@ class KisBudgetError(KisError):
 
 
 class NoCachedTokenError(KisError):
-    """A client that may not issue tokens (`make doctor --online`) found none cached: each
-    issuance sends the account holder a KakaoTalk notice."""
+    """A client on a read-only token cache (`make doctor --online`) found no usable token: it
+    never asks for one, as each issuance sends the account holder a KakaoTalk notice."""
+
+    @classmethod
+    def for_key(cls, app_key: str, server: str) -> NoCachedTokenError:
+        return cls(
+            f"no usable token cached for app key …{app_key[-4:]} at {server}; a read-only "
+            "token cache never asks for a new one"
+        )
 
 
 # -- data: what was received, landed or derived ---------------------------------------------

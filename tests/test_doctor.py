@@ -12,6 +12,7 @@ import pytest
 from pipelines.commands import doctor
 from pipelines.ingest.fetch import today_in_seoul
 from pipelines.kis.tokens import TokenCache
+from pipelines.simulator.faults import FaultPlan
 from pipelines.simulator.server import Simulator
 from tests.runs import failure_text, materialize
 
@@ -86,6 +87,14 @@ def test_real_mode_online_uses_a_cached_token_only_and_shows_no_secret(
     token = json.loads(cached.read_text())["access_token"]
     for secret in (APP_KEY, APP_SECRET, token):
         assert secret not in out
+
+    # a token the server calls expired is not replaced: no new one without asking
+    real_mode.faults = FaultPlan.parse("55555555-01:expired_token")
+    status, lines, out = screen(capsys, "--online")
+    assert status == 1
+    assert lines["online"].startswith("FAILED: ") and "EGW00123" in lines["online"]
+    assert real_mode.requests["token_issued"] == issued
+    assert json.loads(cached.read_text())["access_token"] == token  # kept, not discarded
 
 
 def test_issue_token_asks_for_one_only_when_told(

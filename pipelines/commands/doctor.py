@@ -130,8 +130,9 @@ def _online(
     issue: bool,
 ) -> tuple[str, bool]:
     """One balance request for the key's first account: what it answered, and whether it did."""
-    client = open_client(settings, credentials, cache)
-    client.issue_tokens = issue or settings.base_url is None  # the embedded simulator's: free
+    # a cached token only, unless told (the embedded simulator's tokens are free)
+    read_only = not (issue or settings.base_url is None)
+    client = open_client(settings, credentials, TokenCache(cache.directory, read_only=read_only))
     account = next(a for a in settings.accounts if a.id == accounts[0])
     try:
         response = client.inquire_account_balance(account)

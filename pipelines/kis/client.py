@@ -106,7 +106,6 @@ class KisClient:
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
-        issue_tokens: bool = True,
     ):
         if custtype == "B" and corporate is None:
             raise ValueError("custtype B (corporate) needs a CorporateIdentity")
@@ -129,8 +128,6 @@ class KisClient:
         self.rate_limiter = rate_limiter or ratelimit.for_app_key(credentials.app_key)
         self.backoff = backoff
         self.token_throttle_wait = token_throttle_wait
-        #: False: use a cached token only, never ask the server for one (NoCachedTokenError).
-        self.issue_tokens = issue_tokens
         self.clock = clock
         self.sleep = sleep
         self.session = session or requests.Session()
@@ -230,11 +227,8 @@ class KisClient:
 
     def _issue_token(self) -> Token:
         what = "token issuance (/oauth2/tokenP)"
-        if not self.issue_tokens:
-            raise NoCachedTokenError(
-                f"no usable token cached for app key …{self.credentials.app_key[-4:]} at "
-                f"{self.server_id}, and this client may not issue one"
-            )
+        if self.token_cache.read_only:  # make doctor --online: never a token without asking
+            raise NoCachedTokenError.for_key(self.credentials.app_key, self.server_id)
         log.info("Issuing a new KIS access token for app key …%s", self.credentials.app_key[-4:])
 
         def issue() -> Token:

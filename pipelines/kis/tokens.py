@@ -41,9 +41,18 @@ def default_cache_dir() -> Path:
 class TokenCache:
     """File-backed token store keyed by (server, app key); the key itself is only hashed."""
 
-    def __init__(self, directory: Path | None = None, *, margin: timedelta = timedelta(minutes=10)):
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        margin: timedelta = timedelta(minutes=10),
+        read_only: bool = False,
+    ):
         self.directory = directory or default_cache_dir()
         self.margin = margin
+        #: A cache only read, never written: a client on it uses what is cached and never asks
+        #: for a new token (NoCachedTokenError): `make doctor --online`.
+        self.read_only = read_only
 
     def path_for(self, server: str, app_key: str) -> Path:
         digest = hashlib.sha256(f"{server}\n{app_key}".encode()).hexdigest()[:24]
@@ -55,6 +64,8 @@ class TokenCache:
 
     def locked(self, server: str, app_key: str) -> contextlib.AbstractContextManager[None]:
         """Hold an exclusive lock so that concurrent runs issue one token, not two."""
+        if self.read_only:  # nothing is issued, so nothing to keep others from
+            return contextlib.nullcontext()
         self._ensure_dir()
         return files.locked(self.path_for(server, app_key).with_suffix(".lock"))
 
@@ -93,5 +104,7 @@ class TokenCache:
             raise
 
     def discard(self, server: str, app_key: str) -> None:
+        if self.read_only:
+            return
         with contextlib.suppress(FileNotFoundError):
             self.path_for(server, app_key).unlink()
