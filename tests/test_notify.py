@@ -272,3 +272,23 @@ def test_the_healthcheck_ping_is_a_get() -> None:
         [ping] = inbox.get_pings()
         assert ping.path == "/ping/5f1c"
     assert not sender.ping(f"{http}/ping/5f1c").ok  # gone: reported, not raised
+
+
+# -- which sensors exist -----------------------------------------------------------------------
+
+
+def test_unset_the_definitions_are_as_before_and_set_they_gain_the_sensors() -> None:
+    from assets import notifications
+    from pipelines.definitions import defs
+
+    assert not notifications.NOTIFY.active  # tests/conftest.py: no KIS_NOTIFY
+    assert notifications.sensors() == []
+    assert [s.name for s in defs.sensors or []] == ["balance_capture"]
+    hook = config.parse({"KIS_HEALTHCHECK_URL": "https://hc-ping.com/x"})
+    assert [s.name for s in notifications.sensors(hook)] == ["kis_notify_day_complete"]
+    everything = config.parse({"KIS_NOTIFY": "json://127.0.0.1:9/hook"})
+    assert {s.name for s in notifications.sensors(everything)} == {
+        "kis_notify_failures",
+        "kis_notify_window",
+        "kis_notify_day_complete",
+    }
