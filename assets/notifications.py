@@ -10,6 +10,7 @@ failing a run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -179,27 +180,62 @@ def notify_day_complete(context: dg.RunStatusSensorContext, kis: KisConfig) -> N
         tell(context.log, context.instance, messages.digest(summary, redact), redact)
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """One run of a day, as the notifications and `make status` read it."""
+
+    run_id: str
+    status: dg.DagsterRunStatus
+    #: the capture sensor's attempt number; None for a run started by hand
+    attempt: int | None
+    #: the accounts it fetched (the capture sensor's tag); empty: every configured account
+    tried: tuple[str, ...]
+    problems: dict[str, AccountProblem]
+    run_errors: list[tuple[str, str]]
+    end_time: float | None
+
+
+def day_runs(instance: dg.DagsterInstance, day: date) -> list[RunOutcome]:
+    """The runs of the day's partition, oldest first, with what the failed ones said."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={PARTITION: day.isoformat()}), ascending=True
+    )
+    outcomes = []
+    for record in records:
+        run = record.dagster_run
+        attempt = run.tags.get(TAG_ATTEMPT)
+        problems, run_errors = (
+            run_problems(instance, run.run_id)
+            if run.status == dg.DagsterRunStatus.FAILURE
+            else ({}, [])
+        )
+        outcomes.append(
+            RunOutcome(
+                run.run_id,
+                run.status,
+                int(attempt) if attempt and attempt.isdigit() else None,
+                tuple(a for a in run.tags.get(TAG_ACCOUNTS, "").split(",") if a),
+                problems,
+                run_errors,
+                record.end_time,
+            )
+        )
+    return outcomes
+
+
 def attempt_history(
     instance: dg.DagsterInstance, day: date
 ) -> list[tuple[int, Sequence[str], dict[str, str]]]:
     """The day's capture attempts, oldest first: number, accounts tried, account → error."""
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(tags={TAG_DAY: day.isoformat()}), ascending=True
-    )
-    history: list[tuple[int, Sequence[str], dict[str, str]]] = []
-    for record in records:
-        run = record.dagster_run
-        number = int(run.tags.get(TAG_ATTEMPT, "0") or 0)
-        tried = [a for a in run.tags.get(TAG_ACCOUNTS, "").split(",") if a]
-        errors: dict[str, str] = {}
-        if run.status == dg.DagsterRunStatus.FAILURE:
-            problems, _ = run_problems(instance, run.run_id)
-            errors = {
-                account: (f"{p.msg_cd} {p.msg1}" if p.msg_cd else p.error)
-                for account, p in problems.items()
-            }
-        history.append((number, tried, errors))
-    return history
+    return [
+        (
+            run.attempt,
+            run.tried,
+            {account: problem.said for account, problem in run.problems.items()},
+        )
+        for run in day_runs(instance, day)
+        if run.attempt is not None
+    ]
 
 
 @dg.sensor(

@@ -115,6 +115,11 @@ class AccountProblem:
         return False
 
     @property
+    def said(self) -> str:
+        """What KIS said (msg_cd msg1), else the error or why the answer was withheld."""
+        return f"{self.msg_cd} {self.msg1}" if self.msg_cd else self.error
+
+    @property
     def kind(self) -> str:
         if self.withheld:
             return "withheld"
