@@ -292,3 +292,69 @@ def test_unset_the_definitions_are_as_before_and_set_they_gain_the_sensors() -> 
         "kis_notify_window",
         "kis_notify_day_complete",
     }
+
+
+def test_a_full_disk_is_for_a_person() -> None:
+    from pipelines.ingest.fetch import LandingError
+
+    error = LandingError(
+        f"account {ACCOUNT}: could not land its answer at /data/raw/x.json: [Errno 28] No space "
+        "left on device; the answer is kept at /state/x.json and landed by the next run"
+    )
+    problem = AccountProblem.from_error(ACCOUNT, error)
+    assert problem.permanent and problem.kind == "landing"
+    message = messages.permanent_failure(DAY, problem, REDACT)
+    assert "No space left on device" in message.body and "free space" in message.body
+
+
+# -- the failure sensor, evaluated on a real failed run ----------------------------------------
+
+
+def test_the_failure_sensor_tells_what_retrying_cannot_fix_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from assets import notifications
+    from assets.resources import KisConfig
+    from pipelines.ingest.fetch import today_in_seoul
+    from tests.runs import materialize
+
+    # KIS refuses one account; the other meets only "too many requests" until its budget ends
+    monkeypatch.setenv("KIS_SIM_FAULTS", "12345678-21:business_error,12345678-01:rate_limit")
+    monkeypatch.setenv("KIS_REQUEST_DEADLINE", "1")
+    monkeypatch.setenv("KIS_ACCOUNT_BUDGET", "1")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with (
+        dg.DagsterInstance.from_config(str(home)) as instance,
+        http_receiver() as (http, hooks),
+    ):
+        result = materialize(today_in_seoul(), instance)
+        assert not result.success
+        problems, run_errors = notifications.run_problems(instance, result.run_id)
+        assert not problems["12345678-01"].permanent and problems["12345678-21"].permanent
+        assert run_errors == []
+        run = instance.get_run_by_id(result.run_id)
+        [failure] = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        assert run is not None and failure.dagster_event is not None
+        monkeypatch.setattr(
+            notifications,
+            "NOTIFY",
+            config.parse({"KIS_NOTIFY": http.replace("http://", "json://") + "/hook"}),
+        )
+        for _ in range(2):  # the same run seen twice (or a later one saying the same): once
+            context = dg.build_run_status_sensor_context(
+                sensor_name="kis_notify_failures",
+                dagster_event=failure.dagster_event,
+                dagster_instance=instance,
+                dagster_run=run,
+                resources={"kis": KisConfig()},
+            ).for_run_failure()
+            notifications.notify_failures(context)
+        [told] = hooks.messages()
+    assert "****5678-21" in told.title and "OPSQ2002" in told.body
+    assert "5678-01" not in told.body  # retryable: told only if the window closes without it
+    assert set(notifications.ledger(instance).told(today_in_seoul())) == {
+        "permanent:12345678-21:OPSQ2002"
+    }
