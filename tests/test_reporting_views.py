@@ -227,12 +227,8 @@ def test_the_views_are_fresh_by_the_close_of_each_capture_window() -> None:
     from pipelines.ingest.capture import CaptureSettings, parse_days, parse_window
 
     # the views and the day's tables alike
-    for name, owner in [
-        ("warehouse_views", "warehouse_views"),
-        ("asset_categories", "balance_tables"),
-        ("account_summary", "balance_tables"),
-    ]:
-        policy = defs.resolve_assets_def(owner).specs_by_key[dg.AssetKey(name)].freshness_policy
+    for name in ("warehouse_views", "asset_categories", "account_summary"):
+        policy = defs.resolve_assets_def(name).specs_by_key[dg.AssetKey(name)].freshness_policy
         assert policy is not None  # tests/conftest.py: every day a capture day
         assert policy.deadline_cron == "30 23 * * *" and policy.timezone == "Asia/Seoul"
     default = window_freshness(CaptureSettings())
