@@ -264,7 +264,7 @@ def notify_window(context: dg.SensorEvaluationContext, kis: KisConfig) -> dg.Ski
         filters=dg.RunsFilter(tags={PARTITION: moment.day.isoformat()}, statuses=IN_FLIGHT),
         limit=1,
     )
-    if in_flight:
+    if in_flight and window.wait_for_run(moment, automation.clock(), NOTIFY.tick_seconds):
         return dg.SkipReason(f"a run of {moment.day} is in flight: waiting for its outcome")
     redact = redactor(settings, NOTIFY)
     message = messages.window_closing(

@@ -228,6 +228,11 @@ def test_the_window_is_told_before_its_end_and_once_closed() -> None:
     assert window.due(settings, monday.replace(hour=23, minute=1), 0) is None  # only at close
     # Saturday morning: Friday's close was more than 12 hours ago
     assert window.due(settings, monday + timedelta(days=5, hours=12), 60) is None
+    # a run in flight is waited for, but never past the close nor long after it
+    assert window.wait_for_run(closing, monday.replace(hour=23, minute=29), 20)
+    assert not window.wait_for_run(closing, monday.replace(hour=23, minute=29, second=30), 20)
+    assert window.wait_for_run(closed, monday.replace(hour=23, minute=39), 20)
+    assert not window.wait_for_run(closed, monday.replace(hour=23, minute=40), 20)
     friday_night = monday + timedelta(days=4, hours=23, minutes=40)
     moment = window.due(settings, friday_night, 60)
     assert moment is not None and moment.day == date(2026, 12, 11) and moment.closed

@@ -11,6 +11,8 @@ from pipelines.ingest.capture import CaptureSettings, seoul_day
 #: A closed window is still told of this long after its end (a daemon that was down at the
 #: close tells when it is back, not days later).
 CLOSED_TELL_WITHIN = timedelta(hours=12)
+#: How long after the close the closed message waits for a run still in flight.
+CLOSED_WAIT_FOR_RUN = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,12 @@ def due(settings: CaptureSettings, now: datetime, closing_minutes: float) -> Win
     if now - closes < CLOSED_TELL_WITHIN:
         return WindowMoment(last, closes, closed=True)
     return None
+
+
+def wait_for_run(moment: WindowMoment, now: datetime, tick_seconds: float) -> bool:
+    """Whether a message waits for a run of the day still in flight, to tell its outcome: the
+    warning until two ticks before the close, the closed message for ten minutes after it (a
+    hung run never keeps either from being told)."""
+    if moment.closed:
+        return now - moment.closes < CLOSED_WAIT_FOR_RUN
+    return moment.closes - now > timedelta(seconds=2 * tick_seconds)
