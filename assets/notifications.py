@@ -55,8 +55,11 @@ def redactor(settings: Settings | None, notify: config.NotifySettings) -> Redact
 
 def tell(log: Any, instance: dg.DagsterInstance, message: Message, redact: Redactor) -> str:
     """Send `message` unless its cause was told today; what happened, for the tick's log."""
-    if not ledger(instance).claim(message.day, message.cause):
-        return f"{message.cause} ({message.day}) was told already"
+    try:
+        if not ledger(instance).claim(message.day, message.cause):
+            return f"{message.cause} ({message.day}) was told already"
+    except OSError as error:  # DAGSTER_HOME not writable: better twice than never
+        log.warning(f"could not record {message.cause} in the ledger: {error}")
     outcome = sender.send(NOTIFY.urls, message, redact)
     if outcome.ok:
         log.info(f"told {message.cause} ({message.day}): {message.title}")
@@ -176,7 +179,11 @@ def notify_day_complete(context: dg.RunStatusSensorContext, kis: KisConfig) -> N
     if NOTIFY.digest and NOTIFY.sends and "digest" not in book.told(day):
         redact = redactor(settings, NOTIFY)
         path = str(open_root(settings.data_root).location(report.key(day)))
-        summary = read_digest(settings.data_root, settings.warehouse, day, path)
+        try:
+            summary = read_digest(settings.data_root, settings.warehouse, day, path)
+        except Exception as error:  # the warehouse being rebuilt, the store: said on the tick
+            context.log.warning(f"{day}: no digest, the warehouse could not be read: {error}")
+            return
         tell(context.log, context.instance, messages.digest(summary, redact), redact)
 
 
