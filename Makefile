@@ -58,7 +58,7 @@ verify: setup ## read every raw answer and Parquet file of KIS_DATA_ROOT; list w
 # e.g. make status STATUS_ARGS="--days 10 --dagster-home ~/.local/state/kis-balance-history/dagster"
 STATUS_ARGS ?=
 status: setup ## each account's state today and the last capture days (docs/notifications.md)
-	$(BIN)/python -m pipelines.commands.status $(STATUS_ARGS)
+	$(PRIVATE) $(BIN)/python -m pipelines.commands.status $(STATUS_ARGS)
 
 repair: setup ## rebuild what is damaged or missing (from raw), then verify (README: Verify and repair)
 	$(BIN)/python -m pipelines.commands.repair
