@@ -84,9 +84,14 @@ def test_a_wrong_value_is_named_without_showing_a_url(name: str, value: str) -> 
 def test_accounts_are_masked_and_secrets_scrubbed() -> None:
     assert messages.mask(ACCOUNT) == "****5678-01"
     assert messages.mask(ACCOUNT, full=True) == ACCOUNT
-    text = REDACT(f"account {ACCOUNT} (cano 87654321) key APPKEY-1234 {SECRET} Bearer {JWT}")
+    text = REDACT(
+        f"account {ACCOUNT} (CANO 12345678), 87654321-22 key APPKEY-1234 {SECRET} Bearer {JWT}"
+        " msg_cd 90000000"
+    )
     no_secret(text)
-    assert "****5678-01" in text and "****4321" in text
+    assert "87654321" not in text
+    assert "account ****5678-01 (CANO ****5678), ****4321-22" in text
+    assert "msg_cd 90000000" in text  # a code of eight digits is not an account
     assert Redactor((ACCOUNT,), full=True)(ACCOUNT) == ACCOUNT
 
 
@@ -363,3 +368,22 @@ def test_the_failure_sensor_tells_what_retrying_cannot_fix_and_nothing_else(
     assert set(notifications.ledger(instance).told(today_in_seoul())) == {
         "permanent:12345678-21:OPSQ2002"
     }
+
+
+def test_the_documented_examples_are_urls_apprise_takes() -> None:
+    import re
+
+    import apprise
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "notifications.md"
+    blocks = re.findall(r"```\n(.*?)```", docs.read_text(encoding="utf-8"), flags=re.DOTALL)
+    lines = [
+        line.strip().partition("=")[2]
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip().startswith("KIS_NOTIFY=")
+    ]
+    assert len(lines) >= 3  # Telegram, Gmail, an SMTP server of one's own
+    for text in lines:
+        for url in config.parse({"KIS_NOTIFY": text}).urls:
+            assert apprise.Apprise().add(url), url

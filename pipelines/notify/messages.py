@@ -15,8 +15,9 @@ from pipelines.kis.protocol import KisApiError, KisBudgetError, KisError
 
 #: JWTs (KIS's access tokens are) and bearer tokens, wherever a text holds one.
 TOKEN_PATTERN = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*|(?i:bearer)\s+[\w.~+/-]{8,}=*")
-#: Eight digits standing alone: a CANO (account number) not in the configuration.
-CANO_PATTERN = re.compile(r"(?<!\d)(\d{4})(\d{4})(?!\d)")
+#: CANO-ACNT_PRDT_CD of an account not in the configuration (a configured account's CANO is
+#: masked on its own too; other runs of eight digits, such as msg_cd 90000000, are left).
+ACCOUNT_PATTERN = re.compile(r"(?<!\d)\d{4}(\d{4})-(\d{2})(?!\d)")
 MAX_ERROR_CHARS = 300
 
 
@@ -45,7 +46,10 @@ class Redactor:
             return text
         for account in self.accounts:
             text = text.replace(account, mask(account))
-        return CANO_PATTERN.sub(r"****\2", text)
+        text = ACCOUNT_PATTERN.sub(r"****\1-\2", text)
+        for cano in {account.partition("-")[0] for account in self.accounts}:
+            text = re.sub(rf"(?<!\d){re.escape(cano)}(?!\d)", mask(cano), text)
+        return text
 
     def account(self, account_id: str) -> str:
         return mask(account_id, full=self.full)
