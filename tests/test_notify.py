@@ -387,3 +387,32 @@ def test_the_documented_examples_are_urls_apprise_takes() -> None:
     for text in lines:
         for url in config.parse({"KIS_NOTIFY": text}).urls:
             assert apprise.Apprise().add(url), url
+
+
+def test_the_digest_reads_two_days_of_real_views(isolated_env: Path) -> None:
+    import duckdb
+
+    from pipelines.notify.digest import read_digest
+    from pipelines.settings import Settings
+    from tests.runs import materialize
+
+    first, second = date(2024, 5, 2), date(2024, 5, 3)
+    assert materialize([first, second]).success
+    settings = Settings.from_env()
+    summary = read_digest(settings.data_root, settings.warehouse, second, "report.html")
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        rows = con.execute(
+            "SELECT account_id, snapshot_date, net_assets FROM net_asset_history "
+            "ORDER BY account_id, snapshot_date"
+        ).fetchall()
+    net = {(account, day): amount for account, day, amount in rows}
+    accounts = sorted({account for account, _, _ in rows})
+    assert [a for a, _, _ in summary.accounts] == accounts
+    for account, amount, change in summary.accounts:
+        assert amount == net[account, second]
+        assert change == net[account, second] - net[account, first]
+    assert summary.net_assets == sum(net[a, second] for a in accounts)
+    assert summary.net_assets_change == sum(net[a, second] - net[a, first] for a in accounts)
+    assert len(summary.moves) <= 3 and all(delta != 0 for _, _, delta in summary.moves)
+    assert summary.missed == []  # both days captured, from each account's first snapshot
+    assert messages.digest(summary, REDACT).body.startswith(f"Net assets on {second}: ₩")
