@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from pipelines import env_values
+from pipelines.errors import ConfigError
 
 ACCOUNT_MODES = ("masked", "full")
 DEFAULT_CLOSING_MINUTES = 60.0
@@ -22,7 +23,7 @@ DEFAULT_TICK_SECONDS = 30
 URL_SPLIT = re.compile(r"[\s,]+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
-class NotifySettingsError(ValueError):
+class NotifySettingsError(ConfigError):
     """A KIS_NOTIFY* or KIS_HEALTHCHECK_URL value that cannot be used; the message names it
     (never the URL itself: it may hold a token)."""
 
