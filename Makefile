@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo run ui service doctor dagster-home sql export verify repair browser postgres-server simulator test lint typecheck bench check
+.PHONY: help setup demo run ui service doctor dagster-home sql export verify status repair browser postgres-server simulator test lint typecheck bench check
 
 # What the targets write (the data root, the warehouse, Dagster's instance in DAGSTER_HOME) is
 # readable by you only: files 0600, folders 0700. chmod also tightens what older versions left.
@@ -73,6 +73,12 @@ export: setup ## write views to CSV and Parquet in exports/ (exact decimals; EXP
 
 verify: setup ## read every raw answer and Parquet file of KIS_DATA_ROOT; list what is damaged
 	$(BIN)/python -m pipelines.commands.verify
+
+# e.g. make status STATUS_ARGS="--days 10"; runs are read from the instance `make run` uses
+STATUS_ARGS ?=
+status: setup ## each account's state today and the last capture days (docs/notifications.md)
+	$(PRIVATE) DAGSTER_HOME="$(RUN_DAGSTER_HOME)" \
+		$(BIN)/python -m pipelines.commands.status $(STATUS_ARGS)
 
 repair: setup ## rebuild what is damaged or missing (from raw), then verify (docs/verify-and-repair.md)
 	$(BIN)/python -m pipelines.commands.repair

@@ -30,6 +30,7 @@ from pipelines.ingest.fetch import (
 from pipelines.ingest.landing import RawLanding
 from pipelines.kis.protocol import KisApiError
 from pipelines.lake import schema
+from pipelines.notify.messages import is_retryable
 from pipelines.reporting import day_summary, report
 from pipelines.settings import Settings
 from pipelines.storage.roots import open_root
@@ -171,6 +172,9 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
                 else {}
             ),
             "error": str(error),
+            # whether another attempt in the window may succeed (notifications tell at once
+            # only of what it cannot fix)
+            "retryable": is_retryable(error),
         }
         for key, error in failures.items()
     }
@@ -223,6 +227,9 @@ TABLE_DESCRIPTIONS = {
             partitions_def=daily_partitions,
             description=f"{TABLE_DESCRIPTIONS[name]} parquet/{name}/snapshot_date=…/data.parquet",
             metadata={"dagster/column_schema": column_schema(table_schema)},
+            # the day's tables, like the views: stale in the UI after a window closes without
+            # a run that built them
+            freshness_policy=window_freshness(CAPTURE),
         )
         # the asset writes its own files; downstream assets load them as DataFrames
         .with_io_manager_key(io_managers.KEY)

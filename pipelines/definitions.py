@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets import io_managers
+from assets import io_managers, notifications
 from assets.automation import balance_capture, build_day_job, capture_fetch_job, daily_balance_job
 from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
 from assets.duckdb_resource import warehouse_duckdb
@@ -68,7 +68,7 @@ defs = dg.Definitions(
     ],
     asset_checks=own_checks,
     jobs=[daily_balance_job, capture_fetch_job, build_day_job, repair_history],
-    sensors=[balance_capture],
+    sensors=[balance_capture, *notifications.sensors()],
     resources=resources(),
     # One process per run: a one-day run takes seconds instead of a process start per step.
     executor=dg.in_process_executor,

@@ -1,8 +1,9 @@
 """The documentation holds together: README.md fits on a few screens, every relative link of
 README.md, CHANGELOG.md and docs/ leads to a file (and its `#anchor` to a heading there), every
 page under docs/ is reachable from README.md, external links are well-formed (never fetched:
-tests do not reach the internet), the README's views at a glance name every view built, and
-docs/architecture.md lists the layers contract of pyproject.toml as it is."""
+tests do not reach the internet), the README's views at a glance name every view built and its
+make targets every target of the Makefile, and docs/architecture.md lists the layers contract of
+pyproject.toml as it is."""
 
 from __future__ import annotations
 
@@ -198,3 +199,10 @@ def test_the_architecture_page_lists_the_layers_contract_in_order() -> None:
         if not line.lstrip().startswith("-")
     ]
     assert drawn == contract["layers"]
+
+
+def test_the_readme_names_every_make_target() -> None:
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z-]+):.*## ", makefile, flags=re.MULTILINE)) - {"help", "setup"}
+    text = README.read_text(encoding="utf-8")
+    assert sorted(t for t in targets if f"`make {t}`" not in text) == []
