@@ -1,4 +1,12 @@
-"""Settings: the public KIS_* environment contract, read from the environment and `.env`.
+"""Settings: the public KIS_* contract, read once from the process environment and the settings
+file (the environment wins), validated, and handed down to the layers below.
+
+Where values come from, the first that sets a variable winning (an empty value counts as set):
+1. the process environment (the shell, `make`, a systemd unit's Environment=);
+2. the settings file: `kis.env` in the repository, or the file KIS_SETTINGS_FILE names;
+3. `.env` in the repository, read for compatibility only: Dagster's CLIs (`dg`, `dagster`,
+   dagster-webserver, dagster-daemon) load a `.env` of their working directory over the process
+   environment, so a variable set in the shell cannot win over it. Rename it: `mv .env kis.env`.
 
 KIS_ENV            sim | real. Unset: real when KIS_APP_KEY or KIS_ACCOUNTS_FILE is set, else sim.
 KIS_BASE_URL       server; real default is the KIS domain, sim default the embedded simulator.
@@ -11,7 +19,7 @@ KIS_CUSTTYPE       P (default) or B; B needs KIS_PERSONALSECKEY, KIS_PHONE_NUMBE
 KIS_RATE_LIMIT     requests per second per app key (default 18; KIS allows 20).
 KIS_KEYS_IN_FLIGHT app keys fetched side by side in one run (default 8).
 KIS_SHARDS         runs a day's fetch is split into by app key, for several workers (default 1).
-KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/kis/faults.py).
+KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/simulator/faults.py).
 KIS_REQUEST_DEADLINE  seconds one request may take, connect to last byte (default 60).
 KIS_ACCOUNT_BUDGET seconds one account may take, all its requests and retries (default 180).
 KIS_MAX_BODY_BYTES the largest answer body read, in bytes (default 1048576, 1 MiB).
@@ -27,13 +35,15 @@ KIS_CAPTURE_EVERY  minutes between the window's attempts (default 20; decimals a
 KIS_CAPTURE_DAYS   capture days: names or ranges, e.g. mon-wed,fri (default mon-fri; mon-sun).
 KIS_HISTORY_START  YYYY-MM-DD, the first day (partition) of the history; default: the first day
                    with a landed raw answer in the data root, else today.
+KIS_SETTINGS_FILE  the settings file (default: kis.env in the repository); only from the
+                   process environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,20 +51,19 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from pipelines import env_values
 from pipelines.ingest import capture
 from pipelines.ingest.capture import CaptureSettings, CaptureSpecError
 from pipelines.kis import transport
 from pipelines.kis.client import DEFAULT_ACCOUNT_BUDGET, Credentials
-from pipelines.kis.protocol import (
-    PAPER_TRADING_ADVICE,
-    REAL_BASE_URL,
-    Account,
-    CorporateIdentity,
-    is_paper_trading_url,
-)
+from pipelines.kis.protocol import REAL_BASE_URL, Account, CorporateIdentity
 from pipelines.kis.ratelimit import DEFAULT_RATE
-from pipelines.simulator.faults import FaultPlan, FaultSpecError
+from pipelines.settings.accounts_file import AccountsFileError, read_accounts_file
+from pipelines.settings.variables import (
+    DEFAULT_KEYS_IN_FLIGHT,
+    ENVS,
+    SettingsError,
+    read_variables,
+)
 from pipelines.storage.roots import (
     DataRoot,
     RootError,
@@ -63,19 +72,18 @@ from pipelines.storage.roots import (
     parse_root,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ENV_FILE = REPO_ROOT / ".env"
+__all__ = ["ENVS", "Settings", "SettingsError", "capture_from_env", "data_root_from_env"]
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+#: The settings file (KIS_SETTINGS_FILE names another).
+ENV_FILE = REPO_ROOT / "kis.env"
+#: Read for compatibility, below ENV_FILE: Dagster's CLIs apply it over the environment.
+LEGACY_ENV_FILE = REPO_ROOT / ".env"
+SETTINGS_FILE_VARIABLE = "KIS_SETTINGS_FILE"
 SIM_CREDENTIALS = Credentials("SIMULATOR-APP-KEY", "SIMULATOR-APP-SECRET")
 SIM_ACCOUNTS = (Account("12345678", "01"), Account("12345678", "21"))
-ENVS = ("sim", "real")
-ACCOUNT_FILE_KEYS = frozenset({"id", "app_key_env", "app_secret_env"})
-DEFAULT_KEYS_IN_FLIGHT = 8
-MAX_WAIT_SECONDS = 3600.0
-MIN_BODY_BYTES, MAX_BODY_BYTES = 1024, 1 << 30
-
-
-class SettingsError(ValueError):
-    """The KIS_* configuration is incomplete or malformed."""
 
 
 @dataclass(frozen=True)
@@ -143,39 +151,51 @@ class Settings:
             self, accounts=tuple(a for a in self.accounts if shards[a] == index)
         )
 
+    def only(self, account_ids: str, *, option: str = "only_accounts") -> Settings:
+        """These settings with only the accounts named (comma-separated CANO-ACNT_PRDT_CD),
+        each of which must be configured."""
+        wanted = {item.strip() for item in account_ids.split(",") if item.strip()}
+        configured = {account.id for account in self.accounts}
+        unknown = sorted(wanted - configured)
+        if unknown or not wanted:
+            raise SettingsError(
+                f"{option}={account_ids!r}: "
+                + (f"{', '.join(unknown)} not among" if unknown else "names none of")
+                + f" the configured accounts ({', '.join(sorted(configured))}; KIS_ACCOUNTS "
+                "and KIS_ACCOUNTS_FILE)"
+            )
+        return dataclasses.replace(self, accounts=tuple(a for a in self.accounts if a.id in wanted))
+
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
     ) -> Settings:
-        env_file = env_file or ENV_FILE
-        values = _merged(environ, env_file)
-        app_key, app_secret = values.get("KIS_APP_KEY"), values.get("KIS_APP_SECRET")
-        accounts_file = values.get("KIS_ACCOUNTS_FILE")
-        env = values.get("KIS_ENV") or ("real" if app_key or accounts_file else "sim")
-        if env not in ENVS:
-            raise SettingsError(f"KIS_ENV={env!r}: expected one of {', '.join(ENVS)}")
-        if is_paper_trading_url(values.get("KIS_BASE_URL") or ""):
-            raise SettingsError(
-                f"KIS_BASE_URL={values['KIS_BASE_URL']!r} is KIS's paper-trading (모의투자) "
-                f"server. {PAPER_TRADING_ADVICE}"
-            )
-        accounts = list(_accounts(values.get("KIS_ACCOUNTS", "")))
+        """The settings from `environ` (default: the process environment) over the settings
+        files (`env_file` alone when given); a SettingsError names what is wrong."""
+        environ = os.environ if environ is None else environ
+        files = settings_files(environ, env_file)
+        values = _merged(environ, files)
+        variables = read_variables(environ, files)
+        env = variables.mode
+        accounts = list(variables.accounts)
         own_keys: dict[Account, Credentials] = {}
-        if accounts_file:
+        if variables.accounts_file:
             accounts_path = _local_path(values, "KIS_ACCOUNTS_FILE") or Path()
-            for account, credentials in _accounts_file(accounts_path, values).items():
+            try:
+                listed = read_accounts_file(accounts_path, values)
+            except AccountsFileError as error:
+                raise SettingsError(str(error)) from None
+            for account, credentials in listed.items():
                 if account in accounts:
                     raise SettingsError(
-                        f"account {account.id} is in both KIS_ACCOUNTS and {accounts_file}"
+                        f"account {account.id} is in both KIS_ACCOUNTS and "
+                        f"{variables.accounts_file}"
                     )
                 accounts.append(account)
                 if credentials:
                     own_keys[account] = credentials
-        custtype = values.get("KIS_CUSTTYPE") or "P"
-        if custtype not in ("P", "B"):
-            raise SettingsError(
-                f"KIS_CUSTTYPE={custtype!r}: expected P (personal) or B (corporate)"
-            )
+        app_key = variables.app_key.get_secret_value()
+        app_secret = variables.app_secret.get_secret_value()
         if env == "real":
             uses_default_key = any(a not in own_keys for a in accounts)
             required: list[tuple[str, object]] = [("KIS_ACCOUNTS or KIS_ACCOUNTS_FILE", accounts)]
@@ -185,35 +205,27 @@ class Settings:
             if missing:
                 raise SettingsError(
                     f"KIS_ENV=real needs {', '.join(missing)}; set them in the environment or "
-                    f"in {env_file} (or leave KIS_ENV unset to use the simulator)"
+                    f"in {files[-1]} (or leave KIS_ENV unset to use the simulator)"
                 )
-        credentials = (
-            Credentials(app_key, app_secret) if app_key and app_secret else SIM_CREDENTIALS
-        )
-        base_url = values.get("KIS_BASE_URL") or (REAL_BASE_URL if env == "real" else None)
         data_root = _data_root(values)
-        sim_faults = values.get("KIS_SIM_FAULTS", "")
-        request_deadline, account_budget = _waits(values)
-        try:
-            FaultPlan.parse(sim_faults)
-        except FaultSpecError as error:
-            raise SettingsError(f"KIS_SIM_FAULTS: {error}") from None
         return cls(
             env=env,
-            base_url=base_url.rstrip("/") if base_url else None,
-            credentials=credentials,
+            base_url=variables.base_url or (REAL_BASE_URL if env == "real" else None),
+            credentials=(
+                Credentials(app_key, app_secret) if app_key and app_secret else SIM_CREDENTIALS
+            ),
             accounts=tuple(accounts) or SIM_ACCOUNTS,
-            custtype=custtype,
+            custtype=variables.custtype,
             data_root=data_root,
             account_credentials=own_keys,
-            corporate=_corporate(values) if custtype == "B" else None,
-            rate_limit=_rate_limit(values.get("KIS_RATE_LIMIT")),
-            keys_in_flight=_count("KIS_KEYS_IN_FLIGHT", values, DEFAULT_KEYS_IN_FLIGHT),
-            shards=_count("KIS_SHARDS", values, 1),
-            request_deadline=request_deadline,
-            account_budget=account_budget,
-            max_body_bytes=_body_bytes(values.get("KIS_MAX_BODY_BYTES")),
-            sim_faults=sim_faults,
+            corporate=variables.corporate(),
+            rate_limit=variables.rate_limit,
+            keys_in_flight=variables.keys_in_flight,
+            shards=variables.shards,
+            request_deadline=variables.request_deadline,
+            account_budget=variables.account_budget,
+            max_body_bytes=variables.max_body_bytes,
+            sim_faults=variables.sim_faults,
             targets_file=_local_path(values, "KIS_TARGETS_FILE"),
             capture=_capture(values),
             warehouse=(
@@ -226,15 +238,61 @@ def data_root_from_env(
     environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
 ) -> DataRoot:
     """KIS_DATA_ROOT alone, without the checks the rest of the settings need."""
-    return _data_root(_merged(environ, env_file or ENV_FILE))
+    environ = os.environ if environ is None else environ
+    return _data_root(_merged(environ, settings_files(environ, env_file)))
 
 
 def capture_from_env(
     environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
 ) -> CaptureSettings:
-    """The KIS_CAPTURE_* and KIS_HISTORY_START settings alone (what the Dagster definitions
-    are built from at import, even when the rest of the configuration is incomplete)."""
-    return _capture(_merged(environ, env_file or ENV_FILE))
+    """The KIS_CAPTURE_* and KIS_HISTORY_START settings alone (what the Dagster definitions'
+    partitions and sensor are built from)."""
+    environ = os.environ if environ is None else environ
+    return _capture(_merged(environ, settings_files(environ, env_file)))
+
+
+def settings_files(environ: Mapping[str, str], env_file: Path | None = None) -> tuple[Path, ...]:
+    """The settings files read, the lowest precedence first: `env_file` alone when given,
+    else `.env` (compatibility) and then kis.env or the file KIS_SETTINGS_FILE names."""
+    if env_file is not None:
+        return (env_file,)
+    named = _local_path(environ, SETTINGS_FILE_VARIABLE) or ENV_FILE
+    _warn_of_legacy_file(LEGACY_ENV_FILE)
+    return (LEGACY_ENV_FILE, named)
+
+
+def settings_file_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables the settings files set (the environment left out)."""
+    environ = os.environ if environ is None else environ
+    return _merged({}, settings_files(environ))
+
+
+#: Legacy files this process has warned of: once is enough.
+_WARNED: set[Path] = set()
+
+
+def _warn_of_legacy_file(path: Path) -> None:
+    if path in _WARNED or not path.is_file():
+        return
+    _WARNED.add(path)
+    if any(name.startswith("KIS_") for name in dotenv_values(path)):
+        log.warning(
+            "%s holds KIS_* settings: Dagster's CLIs apply .env over the environment, so a "
+            "variable set in the shell cannot win over it; rename it: mv %s %s",
+            path,
+            path,
+            ENV_FILE,
+        )
+
+
+def _merged(environ: Mapping[str, str], files: tuple[Path, ...]) -> dict[str, str]:
+    """Every variable (KIS_* and those they name: AWS_*, an accounts file's key variables):
+    the process environment over the settings files, a later file over an earlier one."""
+    merged: dict[str, str] = {}
+    for path in files:
+        if path.is_file():
+            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    return {**merged, **environ}
 
 
 def _data_root(values: Mapping[str, str]) -> DataRoot:
@@ -250,8 +308,9 @@ def _data_root(values: Mapping[str, str]) -> DataRoot:
 
 
 def _local_path(values: Mapping[str, str], name: str) -> Path | None:
-    """A file setting (KIS_WAREHOUSE, KIS_TARGETS_FILE, KIS_ACCOUNTS_FILE): `~` expanded, and a
-    relative path taken from the repository, where `.env` is, whatever the working directory."""
+    """A file setting (KIS_WAREHOUSE, KIS_TARGETS_FILE, KIS_ACCOUNTS_FILE, KIS_SETTINGS_FILE):
+    `~` expanded, and a relative path taken from the repository, whatever the working
+    directory."""
     text = values.get(name)
     if not text:
         return None
@@ -280,127 +339,3 @@ def _capture(values: Mapping[str, str]) -> CaptureSettings:
         except CaptureSpecError as error:
             raise SettingsError(f"{name}={error}") from None
     return CaptureSettings(**fields)
-
-
-def _merged(environ: Mapping[str, str] | None, env_file: Path) -> dict[str, str]:
-    """The process environment over the `.env` file: a variable that is set always wins."""
-    from_file = (
-        {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-        if env_file.is_file()
-        else {}
-    )
-    return {**from_file, **(os.environ if environ is None else environ)}
-
-
-def _accounts(text: str) -> tuple[Account, ...]:
-    try:
-        accounts = tuple(Account.parse(item) for item in text.split(",") if item.strip())
-    except ValueError as error:
-        raise SettingsError(f"KIS_ACCOUNTS: {error}") from None
-    if len(set(accounts)) != len(accounts):
-        raise SettingsError(f"KIS_ACCOUNTS lists an account twice: {text!r}")
-    return accounts
-
-
-def _accounts_file(path: Path, values: Mapping[str, str]) -> dict[Account, Credentials | None]:
-    """Accounts from the TOML file; keys are named by env var, never written in the file."""
-    try:
-        entries = tomllib.loads(path.read_text()).get("account", [])
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise SettingsError(f"KIS_ACCOUNTS_FILE {path}: {error}") from None
-    accounts: dict[Account, Credentials | None] = {}
-    for number, entry in enumerate(entries, start=1):
-        where = f"KIS_ACCOUNTS_FILE {path}, [[account]] #{number}"
-        unknown = set(entry) - ACCOUNT_FILE_KEYS
-        if unknown:
-            raise SettingsError(
-                f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(ACCOUNT_FILE_KEYS)}. "
-                "Secrets never go in this file: name the variables that hold them with "
-                "app_key_env and app_secret_env."
-            )
-        try:
-            account = Account.parse(str(entry.get("id", "")))
-        except ValueError as error:
-            raise SettingsError(f"{where}: {error}") from None
-        if account in accounts:
-            raise SettingsError(f"{where}: account {account.id} is listed twice")
-        key_env, secret_env = entry.get("app_key_env"), entry.get("app_secret_env")
-        if bool(key_env) != bool(secret_env):
-            raise SettingsError(f"{where}: give both app_key_env and app_secret_env, or neither")
-        credentials = None
-        if key_env and secret_env:
-            key, secret = values.get(key_env), values.get(secret_env)
-            unset = [name for name, value in ((key_env, key), (secret_env, secret)) if not value]
-            if unset:
-                raise SettingsError(
-                    f"{where} (account {account.id}): {', '.join(unset)} not set in the "
-                    "environment or .env"
-                )
-            credentials = Credentials(str(key), str(secret))
-        accounts[account] = credentials
-    return accounts
-
-
-def _corporate(values: Mapping[str, str]) -> CorporateIdentity:
-    names = ("KIS_PERSONALSECKEY", "KIS_PHONE_NUMBER", "KIS_IP_ADDR")
-    missing = [name for name in names if not values.get(name)]
-    if missing:
-        raise SettingsError(f"KIS_CUSTTYPE=B (corporate) needs {', '.join(missing)}")
-    return CorporateIdentity(
-        personalseckey=values["KIS_PERSONALSECKEY"],
-        phone_number=values["KIS_PHONE_NUMBER"],
-        ip_addr=values["KIS_IP_ADDR"],
-        seq_no=values.get("KIS_SEQ_NO") or "001",
-        mac_address=values.get("KIS_MAC_ADDRESS", ""),
-    )
-
-
-def _rate_limit(text: str | None) -> float:
-    if not text:
-        return DEFAULT_RATE
-    try:
-        rate = float(text)
-    except ValueError:
-        rate = 0.0
-    if not 0 < rate <= 1000:
-        raise SettingsError(f"KIS_RATE_LIMIT={text!r}: expected requests per second, e.g. 18")
-    return rate
-
-
-def _count(name: str, values: Mapping[str, str], default: int) -> int:
-    """A whole number from 1 to 256 (app keys at once, shards)."""
-    try:
-        return env_values.count(values, name, default, maximum=256)
-    except env_values.EnvValueError as error:
-        raise SettingsError(str(error)) from None
-
-
-def _seconds(name: str, values: Mapping[str, str], default: float) -> float:
-    try:
-        return env_values.seconds(values, name, default, maximum=MAX_WAIT_SECONDS)
-    except env_values.EnvValueError as error:
-        raise SettingsError(str(error)) from None
-
-
-def _waits(values: Mapping[str, str]) -> tuple[float, float]:
-    """KIS_REQUEST_DEADLINE and KIS_ACCOUNT_BUDGET; the budget covers at least one request."""
-    deadline = _seconds("KIS_REQUEST_DEADLINE", values, transport.DEFAULT_DEADLINE)
-    budget = _seconds("KIS_ACCOUNT_BUDGET", values, DEFAULT_ACCOUNT_BUDGET)
-    if budget < deadline:
-        raise SettingsError(
-            f"KIS_ACCOUNT_BUDGET={budget:g} is less than KIS_REQUEST_DEADLINE={deadline:g}: the "
-            "budget covers all of an account's requests and retries, so make it at least one "
-            "request's deadline (defaults: 180 and 60 seconds)"
-        )
-    return deadline, budget
-
-
-def _body_bytes(text: str | None) -> int:
-    if not text:
-        return transport.DEFAULT_MAX_BODY_BYTES
-    if not (text.strip().isdigit() and MIN_BODY_BYTES <= int(text) <= MAX_BODY_BYTES):
-        raise SettingsError(
-            f"KIS_MAX_BODY_BYTES={text!r}: expected a whole number of bytes from "
-            f"{MIN_BODY_BYTES:,} to {MAX_BODY_BYTES:,}, e.g. 1048576 (1 MiB; an answer is a few KB)"
-        )
-    return int(text)
