@@ -14,14 +14,13 @@ import pyarrow as pa
 
 from assets import io_managers
 from assets.partitions import CAPTURE, daily_partitions, window_freshness
-from assets.resources import KisConfig
+from assets.resources import KisResource
 from pipelines import health
 from pipelines.ingest.fetch import (
     DayAction,
     LandingError,
     MissingRawError,
     describe_source,
-    fetch_and_land,
     land_pending,
     plan_days,
     today_in_seoul,
@@ -112,12 +111,12 @@ def column_schema(arrow_schema: pa.Schema) -> dg.TableSchema:
         "live; a past partition is rebuilt from what was landed on that day."
     ),
 )
-def kis_balance_raw(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
+def kis_balance_raw(context: dg.AssetExecutionContext, kis: KisResource) -> dg.MaterializeResult:
     with explained_failures():
         return _land_days(context, kis)
 
 
-def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
+def _land_days(context: dg.AssetExecutionContext, kis: KisResource) -> dg.MaterializeResult:
     settings = kis.settings()
     _sweep_leftovers(context, settings)
     days, today = _days(context), today_in_seoul()
@@ -145,11 +144,8 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
         if plan is DayAction.REBUILD_FROM_RAW:
             context.log.info(f"{day}: {plan.value}")
             continue
-        fetched = fetch_and_land(
-            settings,
-            landing,
-            day,
-            sim_as_of=day if plan is DayAction.FETCH_SIMULATED_PAST else None,
+        fetched = kis.fetch_and_land(
+            landing, day, sim_as_of=day if plan is DayAction.FETCH_SIMULATED_PAST else None
         )
         # one line per day: each log line is an event Dagster stores (milliseconds apiece)
         context.log.info(
@@ -244,7 +240,7 @@ TABLE_DESCRIPTIONS = {
     backfill_policy=SINGLE_RUN,
 )
 def balance_tables(
-    context: dg.AssetExecutionContext, kis: KisConfig
+    context: dg.AssetExecutionContext, kis: KisResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     settings = kis.settings()
     _sweep_leftovers(context, settings)  # a build_day run lands nothing: its first step
@@ -337,7 +333,7 @@ def balance_tables(
         "it read-only from anywhere."
     ),
 )
-def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
+def warehouse_views(context: dg.AssetExecutionContext, kis: KisResource) -> dg.MaterializeResult:
     settings = kis.settings()
     with explained_failures():
         # every configured account, also in a run the capture sensor narrowed to a few;
@@ -465,7 +461,7 @@ def _verdict(context: dg.AssetExecutionContext) -> dict[str, dict[str, Any]]:
     ),
 )
 def portfolio_report(
-    context: dg.AssetExecutionContext, kis: KisConfig
+    context: dg.AssetExecutionContext, kis: KisResource
 ) -> Iterator[dg.MaterializeResult]:
     settings = kis.settings()
     days = _days(context)

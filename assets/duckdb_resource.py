@@ -4,40 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-from pipelines.storage.roots import parse_root
+from assets.resources import KisResource
 from pipelines.warehouse import warehouse
 
 
 class WarehouseDuckDB(DuckDBResource):
-    """DuckDBResource whose connections read the data root's files, as `warehouse.connect`'s
-    do (in object storage, the store registered; a local root's views pointed at it)."""
+    """dagster-duckdb's DuckDBResource on the warehouse (KIS_WAREHOUSE; by default
+    warehouse.duckdb in a local KIS_DATA_ROOT), read-only: an asset of yours queries the views
+    with `duckdb: DuckDBResource` and `duckdb.get_connection()`. Its connections read the data
+    root's files as `warehouse.connect`'s do (in object storage, the store registered; a local
+    root's views pointed at it)."""
 
-    data_root: str
+    kis: KisResource
+    database: str = Field(
+        default="",
+        description="the DuckDB file; empty: the kis resource's warehouse (KIS_WAREHOUSE)",
+    )
+    # never a writer's lock: the pipeline rebuilds the file and swaps it in meanwhile
+    connection_config: dict[str, Any] = Field(
+        default_factory=lambda: {"access_mode": "READ_ONLY"},
+        description="DuckDB connection options (read-only by default)",
+    )
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with super().get_connection() as con:
-            warehouse.attach(con, parse_root(self.data_root, {}))
+        settings = self.kis.settings()
+        at = DuckDBResource(
+            database=self.database or str(settings.warehouse),
+            connection_config=self.connection_config,
+        )
+        with at.get_connection() as con:
+            warehouse.attach(con, settings.data_root)
             yield con
-
-
-@dg.resource(
-    required_resource_keys={"kis"},
-    description="dagster-duckdb's DuckDBResource on the warehouse (KIS_WAREHOUSE; by default "
-    "warehouse.duckdb in a local KIS_DATA_ROOT), read-only: an asset of yours queries the "
-    "views with `duckdb: DuckDBResource` and `duckdb.get_connection()`.",
-)
-def warehouse_duckdb(context: dg.InitResourceContext) -> DuckDBResource:
-    # the `kis` resource of the run, so the warehouse is the one the assets build
-    settings = context.resources.kis.settings()
-    return WarehouseDuckDB(
-        database=str(settings.warehouse),
-        data_root=str(settings.data_root),
-        # never a writer's lock: the pipeline rebuilds the file and swaps it in meanwhile
-        connection_config={"access_mode": "READ_ONLY"},
-    )

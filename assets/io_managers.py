@@ -14,22 +14,23 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.storage.roots import DataRoot
+from assets.resources import KisResource
 
 #: The resource key the tables' specs name.
 KEY = "parquet_tables"
 
 
-class ParquetTablesIOManager(dg.IOManager):
-    """Reads `parquet/<table>/snapshot_date=…/data.parquet` under `data_root` into Arrow-backed
-    DataFrames: exact decimal amounts, `snapshot_date` a date column (from the partition).
+class ParquetTablesIOManager(dg.ConfigurableIOManager):
+    """Loads asset_categories and account_summary from their Parquet files
+    (`parquet/<table>/snapshot_date=…/data.parquet` under the `kis` resource's data root, the
+    one the assets write to) as Arrow-backed DataFrames: exact decimal amounts,
+    `snapshot_date` a date column (from the partition).
 
     A missing day fails the load, unless the input's metadata sets `allow_missing_partitions`
     (then a range leaves that day out).
     """
 
-    def __init__(self, data_root: DataRoot):
-        self.data_root = data_root
+    kis: KisResource
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if obj is not None:
@@ -42,28 +43,19 @@ class ParquetTablesIOManager(dg.IOManager):
         # pandas only where a table is loaded: the pipeline's own runs never import it
         from pipelines import frames
 
+        data_root = self.kis.settings().data_root
         table = context.asset_key.path[-1]
         if not context.has_asset_partitions:
             raise dg.Failure(f"{table} is partitioned by day: load it for a partition or a range")
         keys = context.asset_partition_keys
         if len(keys) == 1:
-            return frames.read_day(self.data_root, table, date.fromisoformat(keys[0]))
+            return frames.read_day(data_root, table, date.fromisoformat(keys[0]))
         allow_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
         loaded = {}
         for key in keys:
             try:
-                loaded[key] = frames.read_day(self.data_root, table, date.fromisoformat(key))
+                loaded[key] = frames.read_day(data_root, table, date.fromisoformat(key))
             except frames.MissingDayError:
                 if not allow_missing:
                     raise
         return loaded
-
-
-@dg.io_manager(
-    required_resource_keys={"kis"},
-    description="Loads asset_categories and account_summary from their Parquet files as pandas "
-    "DataFrames (Arrow-backed: exact decimal amounts), under the kis resource's data root.",
-)
-def parquet_tables_io_manager(context: dg.InitResourceContext) -> ParquetTablesIOManager:
-    # the `kis` resource of the run, so the data root is the one the assets write to
-    return ParquetTablesIOManager(context.resources.kis.settings().data_root)

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.resources import KisConfig
+from assets.resources import KisResource
 from pipelines import health
 
 
@@ -12,7 +12,7 @@ from pipelines import health
     "warehouse), then verify every raw answer and Parquet file. A damaged raw answer is never "
     "rewritten: it is reported and recorded as dealt with, its account's day keeping what it had."
 )
-def repair_data_root(context: dg.OpExecutionContext, kis: KisConfig) -> None:
+def repair_data_root(context: dg.OpExecutionContext, kis: KisResource) -> None:
     settings = kis.settings()
     repaired = health.repair(settings)
     for damage in repaired.healed:
