@@ -33,7 +33,9 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 demo: setup ## a month of simulated history, today's partition, and a query of the result
 	$(PRIVATE) $(BIN)/python -m pipelines.commands.demo
 
-run: setup ## materialize today's partition with your .env / KIS_* settings
+# invalid settings stop it in one line (VERBOSE=1: with the traceback)
+run: setup ## materialize today's partition with your kis.env / KIS_* settings
+	@$(BIN)/python -m pipelines.commands.check_settings $(if $(VERBOSE),--verbose)
 	$(PRIVATE) $(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
 
 ui: setup ## the Dagster UI on http://127.0.0.1:3000 (dg dev, capture sensor included)

@@ -100,7 +100,7 @@ def balance_capture(context: dg.SensorEvaluationContext, kis: KisResource) -> dg
         filters=dg.RunsFilter(tags={"dagster/partition": today}, statuses=IN_FLIGHT), limit=1
     )
     decision = capture.decide(
-        CAPTURE,  # as the partitions were built, even if .env changed since
+        CAPTURE,  # as the partitions were built, even if kis.env changed since
         now,
         accounts=[account.id for account in settings.accounts],
         landed=lambda day: capture.landed_accounts(landing, day),

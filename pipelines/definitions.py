@@ -13,6 +13,7 @@ from assets.duckdb_resource import WarehouseDuckDB
 from assets.io_managers import ParquetTablesIOManager
 from assets.repair import repair_history
 from assets.resources import KisResource
+from pipelines.settings import Settings, SettingsError
 
 # Every file a process running this code writes is readable by its owner only (0600 files in
 # 0700 folders): the data root's files are written so anyway; this covers what Dagster and
@@ -23,6 +24,14 @@ os.umask(0o077)
 # `dg launch --assets '*'` parses the selection with a beta parameter of Dagster's own
 # (`AssetSelection.all(include_sources=…)`), which would print on every run: nothing of ours.
 warnings.filterwarnings("ignore", message="Parameter `include_sources`", category=dg.BetaWarning)
+
+
+try:
+    # Read once here so invalid settings fail the code location's load (`dg check defs`, the
+    # UI, every run) with their one line; each run's `kis` resource reads them again at setup.
+    Settings.from_env()
+except SettingsError as error:
+    raise SettingsError(str(error)) from None  # the line, without pydantic's frames
 
 
 def resources(kis: KisResource | None = None) -> dict[str, Any]:
