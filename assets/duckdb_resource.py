@@ -1,16 +1,16 @@
 """The `duckdb` resource: dagster-duckdb's DuckDBResource on the warehouse, read-only."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import duckdb
+from dagster import InitResourceContext
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from assets.resources import KisResource
+from pipelines.settings import Settings
 from pipelines.warehouse import warehouse
 
 
@@ -21,10 +21,11 @@ class WarehouseDuckDB(DuckDBResource):
     root's files as `warehouse.connect`'s do (in object storage, the store registered; a local
     root's views pointed at it)."""
 
-    kis: KisResource
     database: str = Field(
-        default="",
-        description="the DuckDB file; empty: the kis resource's warehouse (KIS_WAREHOUSE)",
+        default="", description="the DuckDB file; empty: the warehouse of the kis settings"
+    )
+    data_root: str | None = Field(
+        default=None, description="data directory or s3://bucket/prefix; unset: KIS_DATA_ROOT"
     )
     # never a writer's lock: the pipeline rebuilds the file and swaps it in meanwhile
     connection_config: dict[str, Any] = Field(
@@ -32,9 +33,20 @@ class WarehouseDuckDB(DuckDBResource):
         description="DuckDB connection options (read-only by default)",
     )
 
+    _settings: Settings | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._settings = self.settings()
+
+    def settings(self) -> Settings:
+        """The settings as the `kis` resource reads them, with the same data root."""
+        if self._settings is None:
+            self._settings = KisResource(data_root=self.data_root).settings()
+        return self._settings
+
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        settings = self.kis.settings()
+        settings = self.settings()
         at = DuckDBResource(
             database=self.database or str(settings.warehouse),
             connection_config=self.connection_config,

@@ -35,15 +35,16 @@ except SettingsError as error:
 
 
 def resources(kis: KisResource | None = None) -> dict[str, Any]:
-    """The resources; the IO manager and `duckdb` read the data root of `kis` (KIS_DATA_ROOT),
-    so tests and the demo bind their own `kis` and get the rest on it."""
+    """The resources; the IO manager and `duckdb` read the data root (and warehouse) of `kis`
+    (KIS_DATA_ROOT, KIS_WAREHOUSE), so tests and the demo bind their own `kis` and get the
+    rest on it."""
     kis = kis or KisResource()
     return {
         "kis": kis,
         # asset_categories / account_summary as pandas DataFrames for downstream assets
-        io_managers.KEY: ParquetTablesIOManager(kis=kis),
+        io_managers.KEY: ParquetTablesIOManager(data_root=kis.data_root),
         # the warehouse's views for assets of your own (read-only)
-        "duckdb": WarehouseDuckDB(kis=kis),
+        "duckdb": WarehouseDuckDB(database=kis.warehouse or "", data_root=kis.data_root),
     }
 
 

@@ -26,7 +26,6 @@ from duckdb import Error as DuckDBError
 from assets import io_managers
 from assets.balance import balance_tables, warehouse_views
 from assets.partitions import daily_partitions
-from assets.resources import KisResource
 from pipelines import frames
 from pipelines.definitions import defs, resources
 from pipelines.ingest.fetch import today_in_seoul
@@ -174,7 +173,7 @@ def test_a_damaged_day_fails_to_load_naming_its_file(isolated_env: Path) -> None
 
 
 def test_the_io_manager_only_loads(isolated_env: Path) -> None:
-    manager = io_managers.ParquetTablesIOManager(kis=KisResource(data_root=str(isolated_env)))
+    manager = io_managers.ParquetTablesIOManager(data_root=str(isolated_env))
     context = dg.build_output_context(asset_key=dg.AssetKey("asset_categories"))
     manager.handle_output(context, None)  # what an asset that writes its own files returns
     assert not isolated_env.exists()
