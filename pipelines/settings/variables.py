@@ -9,7 +9,13 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -36,6 +42,13 @@ DEFAULT_KEYS_IN_FLIGHT = 8
 MAX_WAIT_SECONDS = 3600.0
 MIN_BODY_BYTES, MAX_BODY_BYTES = 1024, 1 << 30
 CORPORATE_VARIABLES = ("KIS_PERSONALSECKEY", "KIS_PHONE_NUMBER", "KIS_IP_ADDR")
+#: Numbers env_values reads: field → (its parser, the largest value it takes).
+NUMBERS: dict[str, tuple[Any, float]] = {
+    "keys_in_flight": (env_values.count, 256),
+    "shards": (env_values.count, 256),
+    "request_deadline": (env_values.seconds, MAX_WAIT_SECONDS),
+    "account_budget": (env_values.seconds, MAX_WAIT_SECONDS),
+}
 
 
 class SettingsError(ValueError):
@@ -149,23 +162,14 @@ class KisVariables(BaseSettings):
             raise SettingsError(f"KIS_RATE_LIMIT={text!r}: expected requests per second, e.g. 18")
         return rate
 
-    @field_validator("keys_in_flight", "shards", mode="before")
+    @field_validator(*NUMBERS, mode="before")
     @classmethod
-    def _count(cls, text: Any, info: Any) -> int:
-        name = f"KIS_{info.field_name.upper()}"
-        default = cls.model_fields[info.field_name].default
+    def _number(cls, text: Any, info: ValidationInfo) -> float:
+        field_name = str(info.field_name)
+        name, (parse, maximum) = f"KIS_{field_name.upper()}", NUMBERS[field_name]
+        default = cls.model_fields[field_name].default
         try:
-            return env_values.count({name: str(text)}, name, default, maximum=256)
-        except env_values.EnvValueError as error:
-            raise SettingsError(str(error)) from None
-
-    @field_validator("request_deadline", "account_budget", mode="before")
-    @classmethod
-    def _seconds(cls, text: Any, info: Any) -> float:
-        name = f"KIS_{info.field_name.upper()}"
-        default = cls.model_fields[info.field_name].default
-        try:
-            return env_values.seconds({name: str(text)}, name, default, maximum=MAX_WAIT_SECONDS)
+            return float(parse({name: str(text)}, name, default, maximum=maximum))
         except env_values.EnvValueError as error:
             raise SettingsError(str(error)) from None
 
