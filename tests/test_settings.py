@@ -544,3 +544,11 @@ def test_each_refusal_is_one_line_naming_the_variable_value_and_what_is_accepted
         assert message.startswith(says), message
         assert "\n" not in message
         assert APP_SECRET not in message and "corp-secret" not in message
+
+
+def test_several_wrong_variables_are_named_in_the_one_line() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"KIS_ENV": "reall", "KIS_SHARDS": "0", "KIS_RATE_LIMIT": "fast"})
+    assert str(caught.value) == (
+        "KIS_ENV='reall': expected one of sim, real (also wrong: KIS_RATE_LIMIT, KIS_SHARDS)"
+    )

@@ -253,9 +253,14 @@ def read_variables(environ: Mapping[str, str], files: tuple[Path, ...]) -> KisVa
 
 
 def _one_line(error: ValidationError) -> SettingsError:
-    first = error.errors(include_url=False, include_input=False)[0]
+    """The first complaint, naming the other variables that are wrong too."""
+    first, *others = error.errors(include_url=False, include_input=False)
     cause = (first.get("ctx") or {}).get("error")
-    if isinstance(cause, SettingsError):
-        return cause
-    name = "KIS_" + "_".join(str(part) for part in first["loc"]).upper()
-    return SettingsError(f"{name}: {first['msg']}")
+    line = str(cause) if isinstance(cause, SettingsError) else f"{_name(first)}: {first['msg']}"
+    if others:
+        line += f" (also wrong: {', '.join(_name(other) for other in others)})"
+    return SettingsError(line)
+
+
+def _name(error: Any) -> str:
+    return "KIS_" + "_".join(str(part) for part in error["loc"]).upper()
