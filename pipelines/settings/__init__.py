@@ -53,13 +53,10 @@ from dotenv import dotenv_values
 
 from pipelines.ingest import capture
 from pipelines.ingest.capture import CaptureSettings, CaptureSpecError
-from pipelines.kis import transport
-from pipelines.kis.client import DEFAULT_ACCOUNT_BUDGET, Credentials
+from pipelines.kis.client import Credentials
 from pipelines.kis.protocol import REAL_BASE_URL, Account, CorporateIdentity
-from pipelines.kis.ratelimit import DEFAULT_RATE
 from pipelines.settings.accounts_file import AccountsFileError, read_accounts_file
 from pipelines.settings.variables import (
-    DEFAULT_KEYS_IN_FLIGHT,
     ENVS,
     SettingsError,
     read_variables,
@@ -88,6 +85,9 @@ SIM_ACCOUNTS = (Account("12345678", "01"), Account("12345678", "21"))
 
 @dataclass(frozen=True)
 class Settings:
+    """The settings of a run, resolved: built by `from_env` only (the defaults are
+    KisVariables')."""
+
     env: str
     base_url: str | None  # None: the embedded simulator
     credentials: Credentials = field(repr=False)
@@ -96,28 +96,24 @@ class Settings:
     #: A local Path, or an ObjectPath (str() is the s3:// URL) for object storage.
     data_root: DataRoot
     #: Accounts that use their own app key instead of `credentials`.
-    account_credentials: Mapping[Account, Credentials] = field(default_factory=dict, repr=False)
-    corporate: CorporateIdentity | None = None
-    rate_limit: float = DEFAULT_RATE
+    account_credentials: Mapping[Account, Credentials] = field(repr=False)
+    corporate: CorporateIdentity | None
+    rate_limit: float
     #: App keys fetched side by side; each key's accounts go one after another.
-    keys_in_flight: int = DEFAULT_KEYS_IN_FLIGHT
+    keys_in_flight: int
     #: Runs the capture automation splits a day's fetch into, by app key (1: one run).
-    shards: int = 1
+    shards: int
     #: Seconds one request may take, connect, headers and body together (KIS_REQUEST_DEADLINE).
-    request_deadline: float = transport.DEFAULT_DEADLINE
+    request_deadline: float
     #: Seconds one account may take, all its requests, retries and waits (KIS_ACCOUNT_BUDGET).
-    account_budget: float = DEFAULT_ACCOUNT_BUDGET
+    account_budget: float
     #: The largest answer body read; a longer one fails its account (KIS_MAX_BODY_BYTES).
-    max_body_bytes: int = transport.DEFAULT_MAX_BODY_BYTES
-    sim_faults: str = ""
-    targets_file: Path | None = None
-    capture: CaptureSettings = field(default_factory=CaptureSettings)
+    max_body_bytes: int
+    sim_faults: str
+    targets_file: Path | None
+    capture: CaptureSettings
     #: The DuckDB warehouse file (KIS_WAREHOUSE): always on this machine.
-    warehouse: Path = field(default_factory=Path)
-
-    def __post_init__(self) -> None:
-        if self.warehouse == Path():
-            object.__setattr__(self, "warehouse", open_root(self.data_root).default_warehouse())
+    warehouse: Path
 
     @property
     def is_simulated(self) -> bool:
