@@ -122,3 +122,20 @@ def test_invalid_settings_stop_make_run_in_one_line(isolated_env: Path, tmp_path
     verbose = run(tmp_path, ["make", "-s", "run", "VERBOSE=1"], {}, {"KIS_ENV": "reall"})
     assert "Traceback" in verbose.stderr
     assert verbose.stderr.rstrip().splitlines()[-2:][0].startswith("settings: KIS_ENV='reall'")
+
+
+def test_dagster_asset_materialize_fetches_the_environments_accounts_over_the_file(
+    isolated_env: Path, tmp_path: Path
+) -> None:
+    """`dagster` as the tests and deployments run it, not only `dg`."""
+    dagster = str(Path(sys.executable).parent / "dagster")
+    today = today_in_seoul().isoformat()
+    command = [dagster, "asset", "materialize", "-m", "pipelines.definitions", "--select", "*"]
+    done = run(
+        tmp_path,
+        [*command, "--partition", today],
+        {"KIS_ENV": "sim", "KIS_ACCOUNTS": FILE_ACCOUNTS},
+        {"KIS_ACCOUNTS": ENV_ACCOUNTS},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert landed_accounts(isolated_env) == {ENV_ACCOUNTS}
