@@ -510,6 +510,11 @@ def test_environment_over_kis_env_over_the_legacy_dot_env(
     assert f"mv {legacy} {current}" in warning and "cannot win" in warning
 
 
+def test_variable_names_are_matched_as_written() -> None:
+    """As before pydantic-settings, which matches names in any case by default."""
+    assert Settings.from_env({"kis_env": "real", "Kis_Accounts": "11112222-01"}).env == "sim"
+
+
 def test_kis_settings_file_names_the_settings_file(tmp_path: Path) -> None:
     named = write_env(tmp_path / "elsewhere.env", {"KIS_ACCOUNTS": "44440000-21"})
     settings = Settings.from_env({"KIS_SETTINGS_FILE": str(named)})

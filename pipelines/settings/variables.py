@@ -62,10 +62,13 @@ _ENVIRON: ContextVar[Mapping[str, str]] = ContextVar("kis_environ")
 
 class _EnvironSource(EnvSettingsSource):
     """pydantic-settings' environment source over the mapping being read (os.environ unless a
-    caller, a test or the `kis` resource's overrides, gives another)."""
+    caller, a test or the `kis` resource's overrides, gives another). Names are matched as
+    written: `kis_env` is not KIS_ENV."""
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {name.lower(): value for name, value in _ENVIRON.get(os.environ).items()}
+        environ = _ENVIRON.get(os.environ)
+        # pydantic-settings compares lower-cased names: only the exact KIS_ ones get there
+        return {name.lower(): value for name, value in environ.items() if name.startswith("KIS_")}
 
 
 class KisVariables(BaseSettings):
