@@ -15,6 +15,7 @@ from pipelines.definitions import resources
 from pipelines.ingest.fetch import EMBEDDED_SERVER_ID, NoServerError, fetch_and_land, today_in_seoul
 from pipelines.ingest.landing import RawLanding
 from pipelines.settings import Settings
+from pipelines.simulator import server as simulator_module
 from pipelines.simulator.server import Simulator
 from tests.runs import ASSETS
 
@@ -71,3 +72,4 @@ def test_a_named_server_is_used_as_it_is(simulator: Simulator) -> None:
     settings = Settings.from_env({"KIS_ENV": "sim", "KIS_BASE_URL": simulator.base_url})
     server = kis_server(settings)
     assert (server.base_url, server.server_id) == (simulator.base_url, simulator.base_url)
+    assert simulator_module._embedded is None  # no embedded simulator started beside it
