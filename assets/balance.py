@@ -18,20 +18,17 @@ from assets.repair import sweep_leftovers
 from assets.resources import KisResource
 from assets.verdict import EVERY_ACCOUNT, RAW, failed_accounts_metadata, reason, run_verdict
 from pipelines import health
+from pipelines.errors import KisBalanceError
 from pipelines.ingest.fetch import (
     DayAction,
-    LandingError,
-    MissingRawError,
     describe_source,
     land_pending,
     plan_days,
     today_in_seoul,
 )
-from pipelines.ingest.landing import RawLanding, SnapshotError
+from pipelines.ingest.landing import RawLanding
 from pipelines.lake import schema
 from pipelines.reporting import day_summary, report
-from pipelines.settings import SettingsError
-from pipelines.storage.roots import StoreUnreachableError
 from pipelines.tidy import build as tidy
 from pipelines.tidy import checks
 from pipelines.warehouse import warehouse
@@ -45,22 +42,13 @@ GROUP = "kis_balance"
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
-#: Errors whose message already says what is wrong: shown as-is in the UI, without a traceback.
-EXPLAINED_ERRORS = (
-    MissingRawError,
-    SettingsError,
-    SnapshotError,
-    ValueError,
-    LandingError,  # names the account, the file and where its answer was kept
-    StoreUnreachableError,  # names the bucket and key
-)
-
-
 @contextmanager
 def explained_failures() -> Iterator[None]:
+    """The project's own errors (pipelines.errors), whose message already says what is wrong,
+    become a one-line failure without a traceback; anything else is a bug and keeps its own."""
     try:
         yield
-    except EXPLAINED_ERRORS as error:
+    except KisBalanceError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
 
 

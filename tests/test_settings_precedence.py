@@ -111,15 +111,19 @@ def test_invalid_settings_fail_dg_check_defs_with_their_line(
     assert secret not in output
 
 
+#: `make run` without its setup step (.venv is this one; a sync would print lines of its own)
+MAKE_RUN = ["make", "-s", "-o", ".venv/.synced", "run"]
+
+
 def test_invalid_settings_stop_make_run_in_one_line(isolated_env: Path, tmp_path: Path) -> None:
-    done = run(tmp_path, ["make", "-s", "run"], {}, {"KIS_ENV": "reall"})
+    done = run(tmp_path, MAKE_RUN, {}, {"KIS_ENV": "reall"})
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if not line.startswith("make")]
     assert lines == ["settings: KIS_ENV='reall': expected one of sim, real"], done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert not (isolated_env / "raw").exists()  # nothing was fetched
 
-    verbose = run(tmp_path, ["make", "-s", "run", "VERBOSE=1"], {}, {"KIS_ENV": "reall"})
+    verbose = run(tmp_path, [*MAKE_RUN, "VERBOSE=1"], {}, {"KIS_ENV": "reall"})
     assert "Traceback" in verbose.stderr
     assert verbose.stderr.rstrip().splitlines()[-2:][0].startswith("settings: KIS_ENV='reall'")
 

@@ -23,16 +23,15 @@ from typing import Any
 
 import requests
 
-from pipelines.kis import protocol, ratelimit, transport
-from pipelines.kis.protocol import (
-    Account,
-    CorporateIdentity,
-    KisApiError,
+from pipelines.errors import (
     KisBudgetError,
     KisError,
+    KisGatewayError,
     KisProtocolError,
     KisTransientError,
 )
+from pipelines.kis import deadlines, protocol, ratelimit, transport
+from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
 from pipelines.kis.tokens import SEOUL, Token, TokenCache
@@ -71,10 +70,6 @@ class BalanceResponse:
     account: Account
     fetched_at: datetime  # UTC, when the last page arrived
     pages: tuple[Page, ...]
-
-
-class KisGatewayError(KisTransientError, KisProtocolError):
-    """A 5xx or 429 whose body is not the service's JSON (a gateway's HTML page, nothing)."""
 
 
 def utc_now() -> datetime:
@@ -135,7 +130,7 @@ class KisClient:
         self.clock = clock
         self.sleep = sleep
         self.session = session or requests.Session()
-        transport.prepare(self.session)
+        deadlines.prepare(self.session)
         #: What happened on the way: retries by cause, tokens issued, throttle waits.
         self.events: Counter[str] = Counter()
         #: The token this client last used: reused without reading the cache file again.

@@ -7,13 +7,14 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+from pipelines.errors import ConfigError
 from pipelines.kis.client import Credentials
 from pipelines.kis.protocol import Account
 
 ACCOUNT_FILE_KEYS = frozenset({"id", "app_key_env", "app_secret_env"})
 
 
-class AccountsFileError(ValueError):
+class AccountsFileError(ConfigError):
     """The accounts file cannot be read or says something it may not; the message names the
     file and the entry."""
 

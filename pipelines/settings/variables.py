@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from pipelines import env_values
+from pipelines.errors import ConfigError
 from pipelines.kis import transport
 from pipelines.kis.client import DEFAULT_ACCOUNT_BUDGET
 from pipelines.kis.protocol import (
@@ -51,7 +52,7 @@ NUMBERS: dict[str, tuple[Any, float]] = {
 }
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """The KIS_* configuration is incomplete or malformed; the message is one line naming the
     variable, the value (never a secret) and what is accepted."""
 
