@@ -19,6 +19,7 @@ from assets.resources import KisResource
 from assets.verdict import EVERY_ACCOUNT, RAW, failed_accounts_metadata, reason, run_verdict
 from pipelines import health
 from pipelines.errors import KisBalanceError
+from pipelines.ingest import provenance
 from pipelines.ingest.fetch import (
     DayAction,
     describe_source,
@@ -87,6 +88,8 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisResource) -> dg.Materi
     days, today = _days(context), today_in_seoul()
     landing = RawLanding(settings.data_root)
     source = describe_source(settings)
+    # simulated and real answers never share a root: refused before anything lands
+    provenance.claim(landing.storage, simulated=settings.is_simulated, server=source["server"])
     kept = land_pending(landing)  # before planning: a kept answer may be a past day's only one
     if kept:
         context.log.warning(

@@ -76,7 +76,7 @@ def test_dg_launch_fetches_the_environments_accounts_and_mode_over_the_file(
     done = run(tmp_path, command, file, environ)
     assert done.returncode == 0, done.stderr[-3000:]
     assert landed_accounts(isolated_env) == {ENV_ACCOUNTS}
-    raw = list((isolated_env / "raw").rglob("*.json"))
+    raw = list((isolated_env / "raw" / "CTRP6548R").rglob("*.json"))
     assert raw and all(json.loads(path.read_text())["source"]["simulated"] for path in raw)
 
     # and the file's values where the environment sets nothing

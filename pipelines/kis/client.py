@@ -29,6 +29,7 @@ from pipelines.errors import (
     KisGatewayError,
     KisProtocolError,
     KisTransientError,
+    NoCachedTokenError,
 )
 from pipelines.kis import deadlines, protocol, ratelimit, transport
 from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
@@ -226,6 +227,8 @@ class KisClient:
 
     def _issue_token(self) -> Token:
         what = "token issuance (/oauth2/tokenP)"
+        if self.token_cache.read_only:  # make doctor --online: never a token without asking
+            raise NoCachedTokenError.for_key(self.credentials.app_key, self.server_id)
         log.info("Issuing a new KIS access token for app key …%s", self.credentials.app_key[-4:])
 
         def issue() -> Token:

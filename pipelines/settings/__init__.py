@@ -23,7 +23,8 @@ KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/simulato
 KIS_REQUEST_DEADLINE  seconds one request may take, connect to last byte (default 60).
 KIS_ACCOUNT_BUDGET seconds one account may take, all its requests and retries (default 180).
 KIS_MAX_BODY_BYTES the largest answer body read, in bytes (default 1048576, 1 MiB).
-KIS_DATA_ROOT      where raw JSON, Parquet and the reports live (default: data/ in the repo):
+KIS_DATA_ROOT      where raw JSON, Parquet and the reports live (default: data/ in the repo in
+                   real mode, data/demo/ in simulator mode, so the two never share a root):
                    a local directory, or s3://bucket/prefix in S3-compatible object storage
                    (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION;
                    KIS_S3_CONNECT_TIMEOUT, KIS_S3_READ_TIMEOUT, KIS_S3_ATTEMPTS bound each call).
@@ -59,6 +60,7 @@ from pipelines.settings.accounts_file import AccountsFileError, read_accounts_fi
 from pipelines.settings.variables import (
     ENVS,
     SettingsError,
+    mode_of,
     read_variables,
 )
 from pipelines.storage.roots import (
@@ -203,7 +205,7 @@ class Settings:
                     f"KIS_ENV=real needs {', '.join(missing)}; set them in the environment or "
                     f"in {files[-1]} (or leave KIS_ENV unset to use the simulator)"
                 )
-        data_root = _data_root(values)
+        data_root = _data_root(values, env)
         return cls(
             env=env,
             base_url=variables.base_url or (REAL_BASE_URL if env == "real" else None),
@@ -233,9 +235,23 @@ class Settings:
 def data_root_from_env(
     environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
 ) -> DataRoot:
-    """KIS_DATA_ROOT alone, without the checks the rest of the settings need."""
+    """KIS_DATA_ROOT alone (its default by KIS_ENV), without the checks the rest of the
+    settings need."""
     environ = os.environ if environ is None else environ
-    return _data_root(_merged(environ, settings_files(environ, env_file)))
+    values = _merged(environ, settings_files(environ, env_file))
+    mode = mode_of(
+        values.get("KIS_ENV", ""),
+        values.get("KIS_APP_KEY", ""),
+        values.get("KIS_ACCOUNTS_FILE", ""),
+    )
+    # a KIS_ENV that is neither sim nor real is refused by Settings.from_env: real until then
+    return _data_root(values, mode if mode in ENVS else "real")
+
+
+def default_data_root(env: str) -> Path:
+    """The data root when KIS_DATA_ROOT is not set: data/ for real accounts, data/demo/ for the
+    simulator, so simulated answers never land beside real ones."""
+    return REPO_ROOT / "data" / "demo" if env == "sim" else REPO_ROOT / "data"
 
 
 def capture_from_env(
@@ -291,10 +307,10 @@ def _merged(environ: Mapping[str, str], files: tuple[Path, ...]) -> dict[str, st
     return {**merged, **environ}
 
 
-def _data_root(values: Mapping[str, str]) -> DataRoot:
+def _data_root(values: Mapping[str, str], env: str) -> DataRoot:
     """KIS_DATA_ROOT: a local folder (relative: to the repository) or s3://bucket/prefix;
-    any other URL, or a slip of one, is refused."""
-    text = values.get("KIS_DATA_ROOT") or str(REPO_ROOT / "data")
+    any other URL, or a slip of one, is refused. Unset: `default_data_root(env)`."""
+    text = values.get("KIS_DATA_ROOT") or str(default_data_root(env))
     try:
         return parse_root(text, values, base=REPO_ROOT)
     except StoreSettingError as error:  # names its own variable

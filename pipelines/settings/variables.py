@@ -224,9 +224,7 @@ class KisVariables(BaseSettings):
     @property
     def mode(self) -> str:
         """sim or real: KIS_ENV, else real when an app key or an accounts file is set."""
-        return self.env or (
-            "real" if self.app_key.get_secret_value() or self.accounts_file else "sim"
-        )
+        return mode_of(self.env, self.app_key.get_secret_value(), self.accounts_file)
 
     def corporate(self) -> CorporateIdentity | None:
         if self.custtype != "B":
@@ -242,6 +240,12 @@ class KisVariables(BaseSettings):
 
 def _plain(value: object) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+def mode_of(env: str, app_key: str, accounts_file: str) -> str:
+    """KIS_ENV as given, or inferred when unset: real when an app key or an accounts file is
+    set, else sim."""
+    return env or ("real" if app_key or accounts_file else "sim")
 
 
 def read_variables(environ: Mapping[str, str], files: tuple[Path, ...]) -> KisVariables:
