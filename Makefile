@@ -43,7 +43,9 @@ SERVICE_DAGSTER_HOME = $(shell [ -f "$(SERVICE_UNIT)" ] && awk -v repo="$(CURDIR
 	gsub(/%%/, "%"); home = $$0 } END { if (dir == repo) print home }' "$(SERVICE_UNIT)")
 RUN_DAGSTER_HOME = $(or $(SERVICE_DAGSTER_HOME),$(DAGSTER_HOME))
 
-run: setup ## materialize today's partition with your .env / KIS_* settings
+# invalid settings stop it in one line (VERBOSE=1: with the traceback)
+run: setup ## materialize today's partition with your kis.env / KIS_* settings
+	@$(BIN)/python -m pipelines.commands.check_settings $(if $(VERBOSE),--verbose)
 	$(PRIVATE) DAGSTER_HOME="$(RUN_DAGSTER_HOME)" \
 		$(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
 

@@ -9,6 +9,7 @@ failing a run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -20,7 +21,7 @@ import dagster as dg
 from assets import automation
 from assets.automation import IN_FLIGHT, TAG_ACCOUNTS, TAG_ATTEMPT, TAG_DAY
 from assets.partitions import CAPTURE
-from assets.resources import KisConfig
+from assets.resources import KisResource
 from pipelines.ingest import capture
 from pipelines.ingest.landing import RawLanding
 from pipelines.notify import config, messages, sender, window
@@ -28,11 +29,11 @@ from pipelines.notify.digest import read_digest
 from pipelines.notify.ledger import Ledger
 from pipelines.notify.messages import AccountProblem, Message, Redactor
 from pipelines.reporting import report
-from pipelines.settings import ENV_FILE, Settings, SettingsError
+from pipelines.settings import Settings, SettingsError, settings_file_values
 from pipelines.storage.roots import open_root
 
 #: Read at import, as the partitions are: which sensors exist and how often they tick.
-NOTIFY = config.from_env(env_file=ENV_FILE)
+NOTIFY = config.parse({**settings_file_values(), **os.environ})
 PARTITION = "dagster/partition"
 
 
@@ -68,7 +69,7 @@ def tell(log: Any, instance: dg.DagsterInstance, message: Message, redact: Redac
     return f"could not tell {message.cause}: {outcome.detail}"
 
 
-def _settings(kis: KisConfig) -> Settings | None:
+def _settings(kis: KisResource) -> Settings | None:
     try:
         return kis.settings(every_account=True)
     except SettingsError:
@@ -129,7 +130,7 @@ MONITORED = [automation.daily_balance_job, automation.capture_fetch_job, automat
     "cannot fix (KIS refused the key or the account, an answer withheld, a damaged file, the "
     "data root): once per cause and day.",
 )
-def notify_failures(context: dg.RunFailureSensorContext, kis: KisConfig) -> None:
+def notify_failures(context: dg.RunFailureSensorContext, kis: KisResource) -> None:
     run = context.dagster_run
     day = _run_day(run) or capture.seoul_day(automation.clock())
     redact = redactor(_settings(kis), NOTIFY)
@@ -162,7 +163,7 @@ def day_complete(settings: Settings, day: date) -> bool:
     description="Once today's capture is complete: GET KIS_HEALTHCHECK_URL (a dead man's "
     "switch) and, with KIS_NOTIFY_DIGEST=1, send the day's digest to KIS_NOTIFY.",
 )
-def notify_day_complete(context: dg.RunStatusSensorContext, kis: KisConfig) -> None:
+def notify_day_complete(context: dg.RunStatusSensorContext, kis: KisResource) -> None:
     day = _run_day(context.dagster_run)
     today = capture.seoul_day(automation.clock())
     settings = _settings(kis)
@@ -253,7 +254,7 @@ def attempt_history(
     "before the capture window closes, and again once it has closed: the attempts and each "
     "one's last error.",
 )
-def notify_window(context: dg.SensorEvaluationContext, kis: KisConfig) -> dg.SkipReason:
+def notify_window(context: dg.SensorEvaluationContext, kis: KisResource) -> dg.SkipReason:
     moment = window.due(CAPTURE, automation.clock(), NOTIFY.closing_minutes)
     if moment is None:
         return dg.SkipReason("no capture window is closing or lately closed")

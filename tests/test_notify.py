@@ -326,7 +326,7 @@ def test_the_failure_sensor_tells_what_retrying_cannot_fix_and_nothing_else(
     import dagster as dg
 
     from assets import notifications
-    from assets.resources import KisConfig
+    from assets.resources import KisResource
     from pipelines.ingest.fetch import today_in_seoul
     from tests.runs import materialize
 
@@ -359,7 +359,7 @@ def test_the_failure_sensor_tells_what_retrying_cannot_fix_and_nothing_else(
                 dagster_event=failure.dagster_event,
                 dagster_instance=instance,
                 dagster_run=run,
-                resources={"kis": KisConfig()},
+                resources={"kis": KisResource()},
             ).for_run_failure()
             notifications.notify_failures(context)
         [told] = hooks.messages()

@@ -1,16 +1,12 @@
 """The notification settings (KIS_NOTIFY*, KIS_HEALTHCHECK_URL), parsed on their own from the
-environment and `.env`: one function, one frozen dataclass."""
+environment and the settings files (kis.env): one function, one frozen dataclass."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
-
-from dotenv import dotenv_values
 
 from pipelines import env_values
 from pipelines.errors import ConfigError
@@ -108,15 +104,3 @@ def _minutes(values: Mapping[str, str], name: str) -> float:
             f"(decimals allowed), e.g. {DEFAULT_CLOSING_MINUTES:g}"
         )
     return minutes
-
-
-def from_env(
-    environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
-) -> NotifySettings:
-    """The settings from the process environment over `env_file` (a set variable wins)."""
-    from_file = (
-        {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-        if env_file and env_file.is_file()
-        else {}
-    )
-    return parse({**from_file, **(os.environ if environ is None else environ)})
