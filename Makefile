@@ -57,7 +57,7 @@ ui: setup ## the Dagster UI on http://127.0.0.1:3000 (dg dev, capture sensor inc
 
 # e.g. make service SERVICE_ARGS="--port 3001 --dagster-home /srv/kis/dagster"
 SERVICE_ARGS ?=
-service: setup ## install systemd user units: dagster-daemon and dagster-webserver (README)
+service: setup ## install systemd user units: dagster-daemon and dagster-webserver (docs/running.md)
 	$(BIN)/python -m pipelines.commands.service $(SERVICE_ARGS)
 
 # e.g. make doctor DOCTOR_ARGS=--online (one balance request per app key, cached tokens only)
@@ -70,7 +70,7 @@ sql: setup ## a DuckDB shell on the warehouse, read-only (S3 access set up for a
 
 # e.g. make export EXPORT_ARGS="net_assets_monthly --out ~/kis --format csv"
 EXPORT_ARGS ?=
-export: setup ## write views to CSV and Parquet in exports/ (exact decimals; EXPORT_ARGS, README)
+export: setup ## write views to CSV and Parquet in exports/ (exact decimals; EXPORT_ARGS, docs/querying.md)
 	$(BIN)/python -m pipelines.commands.export $(EXPORT_ARGS)
 
 verify: setup ## read every raw answer and Parquet file of KIS_DATA_ROOT; list what is damaged
@@ -82,7 +82,7 @@ status: setup ## each account's state today and the last capture days (docs/noti
 	$(PRIVATE) DAGSTER_HOME="$(RUN_DAGSTER_HOME)" \
 		$(BIN)/python -m pipelines.commands.status $(STATUS_ARGS)
 
-repair: setup ## rebuild what is damaged or missing (from raw), then verify (README: Verify and repair)
+repair: setup ## rebuild what is damaged or missing (from raw), then verify (docs/verify-and-repair.md)
 	$(BIN)/python -m pipelines.commands.repair
 
 # Debian's chromium, and a Korean font (Noto CJK) so the report's Korean is not drawn as boxes;

@@ -131,7 +131,7 @@ def not_owner_only(*roots: Path) -> list[str]:
 
 
 def materialize_command(partition: str) -> list[str]:
-    """Every asset of one partition (`D`) or range (`D1...D2`), as the README runs it from a
+    """Every asset of one partition (`D`) or range (`D1...D2`), as docs/dagster.md runs it from a
     shell (`dg launch` does the same run, a second slower to start)."""
     option = "--partition-range" if "..." in partition else "--partition"
     dagster = str(Path(sys.executable).parent / "dagster")

@@ -39,6 +39,7 @@ from assets.run_launcher import WORKER_TAG
 from pipelines.definitions import defs
 from pipelines.ingest.fetch import today_in_seoul
 from tests.postgres import PostgresServer, free_port
+from tests.readme import documentation
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -431,7 +432,7 @@ def launch_run(web_port: int, tags: dict[str, str]) -> str:
 def test_compose_services_run_the_documented_commands() -> None:
     services = compose()["services"]
     assert set(services) == {"postgres", "minio", "minio_init", "user_code", "webserver", "daemon"}
-    readme = (REPO / "README.md").read_text()
+    documented = documentation()  # README.md and docs/
 
     postgres = services["postgres"]
     assert int(postgres["image"].split(":")[1]) >= 16
@@ -457,7 +458,7 @@ def test_compose_services_run_the_documented_commands() -> None:
     for name in DAGSTER_SERVICES:
         service = services[name]
         assert shlex.join(service["command"]) == commands[name]
-        assert commands[name] in readme, name
+        assert commands[name] in documented, name
         assert needed <= set(service["environment"]), name
         assert service["environment"]["DAGSTER_CODE_SERVER_HOST"] == "user_code"
         assert service["build"]["dockerfile"] == "deploy/Dockerfile"

@@ -1,4 +1,4 @@
-"""The `dg` CLI from the repository root, as the README and the Makefile use it.
+"""The `dg` CLI from the repository root, as docs/dagster.md and the Makefile use it.
 
 `dg launch` materializes today's partition in simulator mode into a temporary data root and
 Dagster instance; `dg check defs` and `dg list defs` load the project as `[tool.dg]` in

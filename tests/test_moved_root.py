@@ -3,7 +3,7 @@
 A root is built through Dagster, copied, and the original changed and then deleted; every view
 and table of the copy answers exactly as the original did before, through each way the project
 opens the warehouse (the Python opener, `make sql` and its `duckdb` shell, the notebook frames,
-the Dagster `duckdb` resource), and the plain `duckdb` shell of the README still opens an
+the Dagster `duckdb` resource), and the plain `duckdb` shell of docs/querying.md still opens an
 unmoved root from another directory.
 """
 

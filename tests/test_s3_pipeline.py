@@ -310,7 +310,7 @@ def test_two_runs_of_one_day_on_one_machine_leave_one_consistent_snapshot(
     s3_root: str, simulator: simulator_module.Simulator
 ) -> None:
     """On one machine the per-day lock (a local flock) keeps the two runs apart; across
-    machines that is Dagster's run concurrency (README, "Data in object storage")."""
+    machines that is Dagster's run concurrency (docs/object-storage.md)."""
     env = {**os.environ, "KIS_ENV": "sim", "KIS_BASE_URL": simulator.base_url}
     today = today_in_seoul().isoformat()
     two_runs_at_once(today, env)

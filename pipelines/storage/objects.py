@@ -36,7 +36,7 @@ class ObjectStorage(Storage):
     Every write is one PUT (or one multipart upload, which S3 shows only once complete), so
     readers never see part of an object; `overwrite=False` is a conditional write
     (`If-None-Match: *`) the store refuses if the key exists. There is no rename and no lock
-    on S3: `lock` is an flock on this machine only (see README, "Data in object storage").
+    on S3: `lock` is an flock on this machine only (see docs/object-storage.md).
     """
 
     def __init__(self, bucket: str, prefix: str, access: S3Access, local_dir: Path):
