@@ -29,9 +29,11 @@ from pipelines.kis.protocol import (
     CorporateIdentity,
     KisApiError,
     KisBudgetError,
+    KisDeadlineError,
     KisError,
     KisProtocolError,
     KisTransientError,
+    KisUnreachableError,
 )
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
@@ -46,6 +48,9 @@ RATE_LIMITED = "EGW00201"
 CONTINUED = frozenset({"F", "M"})
 DEFAULT_BACKOFF = Backoff()
 DEFAULT_ACCOUNT_BUDGET = 180.0
+#: Attempts at a server that refuses connections (or has no address): a couple of seconds of
+#: backoff, not the whole budget; a closed port is rarely opened within a minute.
+UNREACHABLE_ATTEMPTS = 3
 #: What replaces a secret that a server sent back, wherever it would be shown or kept.
 SECRET_REMOVED = "(secret removed)"
 
@@ -140,6 +145,9 @@ class KisClient:
         self.events: Counter[str] = Counter()
         #: The token this client last used: reused without reading the cache file again.
         self._token: Token | None = None
+        #: Whether the server has answered anything (any HTTP status) since this client began:
+        #: until it has, a request it leaves unanswered past the deadline is not tried again.
+        self.answered = False
         #: When the current account's budget ends (time.monotonic()), per thread.
         self._local = threading.local()
 
@@ -377,11 +385,20 @@ class KisClient:
             except KisError as error:
                 if not is_transient(error):
                     raise
-                if attempt + 1 >= self.backoff.attempts:
+                if isinstance(error, KisDeadlineError) and error.silent and not self.answered:
+                    raise _again(
+                        error,
+                        f"{error} (not tried again: this server has answered nothing yet, and "
+                        "each try would wait as long)",
+                    ) from None
+                attempts = self.backoff.attempts
+                if isinstance(error, KisUnreachableError):
+                    attempts = min(attempts, UNREACHABLE_ATTEMPTS)
+                if attempt + 1 >= attempts:
                     if isinstance(error, KisApiError):
                         raise
                     raise _again(
-                        error, f"{error} (still failing after {self.backoff.attempts} attempts)"
+                        error, f"{error} (still failing after {attempts} attempts)"
                     ) from None
                 delay = self.backoff.delay(attempt)
                 left = self._time_left()
@@ -408,7 +425,7 @@ class KisClient:
             if left <= 0:
                 raise KisBudgetError(f"{what}: no time left of {self._budget_text}")
             deadline, deadline_text = left, f"{left:.1f} s left of {self._budget_text}"
-        return transport.send(
+        answer = transport.send(
             self.session,
             method,
             self.base_url + path,
@@ -420,6 +437,8 @@ class KisClient:
             timeout=self.timeout,
             **kwargs,
         )
+        self.answered = True
+        return answer
 
     @staticmethod
     def _parse(answer: Answer, *, what: str) -> dict[str, Any]:
@@ -449,4 +468,6 @@ def _again(error: KisError, message: str, kind: type[KisError] | None = None) ->
     `kind` is required for a KisApiError, whose constructor takes its fields."""
     again = (kind or type(error))(message)
     again.answer = error.answer
+    if isinstance(error, KisDeadlineError) and isinstance(again, KisDeadlineError):
+        again.silent = error.silent
     return again

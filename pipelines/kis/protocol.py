@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pipelines.kis import answers
+
 if TYPE_CHECKING:
     from pipelines.kis.transport import Answer
 
@@ -152,7 +154,8 @@ class KisApiError(KisError):
     """The service answered rt_cd != "0" (whatever the HTTP status).
 
     An answer that says the TR is not offered in paper trading (msg_cd 90000000, or a msg1
-    about 모의투자) carries the explanation and what to use instead after msg_cd and msg1.
+    about 모의투자) carries the explanation and what to use instead after msg_cd and msg1; any
+    other known msg_cd (pipelines.kis.answers) carries what to check.
     """
 
     def __init__(self, *, what: str, rt_cd: str, msg_cd: str, msg1: str, http_status: int):
@@ -164,6 +167,8 @@ class KisApiError(KisError):
         )
         if self.is_paper_trading_refusal:
             message += f". {PAPER_TRADING_ADVICE}"
+        elif advice := answers.advice(msg_cd):
+            message += f": {advice}"
         super().__init__(message)
 
     @property
@@ -179,6 +184,11 @@ class KisTransientError(KisError):
     """A fault worth retrying: the service or the network, not the request, went wrong."""
 
 
+class KisUnreachableError(KisTransientError):
+    """No connection could be made to the server (refused, no such host, connect timeout):
+    nothing of the request left this machine."""
+
+
 class KisRedirectError(KisProtocolError):
     """The server answered 3xx. Never followed: the app key, secret and token would go along."""
 
@@ -189,6 +199,9 @@ class KisTooLargeError(KisProtocolError):
 
 class KisDeadlineError(KisTransientError):
     """No complete answer within the whole-request deadline (KIS_REQUEST_DEADLINE)."""
+
+    #: Whether the server sent nothing at all (not even complete headers) before the deadline.
+    silent: bool = False
 
 
 class KisBudgetError(KisError):

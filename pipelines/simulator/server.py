@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,12 +49,16 @@ class Simulator:
         rate_limit: float | None = 20.0,
         faults: FaultPlan | str | None = None,
         clock: Callable[[], float] = time.time,
+        app_keys: Mapping[str, str] | None = None,
     ):
         self.token_interval = token_interval
         self.rate_limit = rate_limit
         self.faults = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
         self.fault_spec = str(faults or "")
         self.clock = clock
+        #: app key → its secret: when given, token issuance refuses any other key (EGW00103)
+        #: and a wrong secret (EGW00105), as KIS does; when not, any key and secret will do.
+        self.app_keys = dict(app_keys) if app_keys is not None else None
         self.requests: Counter[str] = Counter()
         #: Balance requests being answered now, and the most at once: per app key and "*".
         self.in_flight: Counter[str] = Counter()
@@ -132,6 +136,10 @@ class Simulator:
                 "error_description": "유효하지 않은 AppKey입니다.",
                 "error_code": "EGW00103",
             }
+        refused = self._refused_credentials(app_key, app_secret)
+        if refused:
+            self.requests[f"token_refused {refused[0]}"] += 1
+            return 403, {"error_description": refused[1], "error_code": refused[0]}
         now = self.clock()
         throttled = self.faults.take("*", {"token_throttle"})
         with self._lock:
@@ -157,6 +165,16 @@ class Simulator:
             "token_type": "Bearer",
             "expires_in": int(TOKEN_LIFETIME.total_seconds()),
         }
+
+    def _refused_credentials(self, app_key: str, app_secret: str) -> tuple[str, str] | None:
+        """(msg_cd, msg1) for an app key or secret the server does not accept, else None."""
+        fault = self.faults.take("*", {"bad_appkey", "bad_secret"})
+        known = self.app_keys
+        if (fault and fault.kind == "bad_appkey") or (known is not None and app_key not in known):
+            return BAD_APP_KEY
+        if fault or (known is not None and not hmac.compare_digest(known[app_key], app_secret)):
+            return BAD_APP_SECRET
+        return None
 
     def token_problem(self, headers: Any) -> dict[str, str] | None:
         scheme, _, token = (headers.get("authorization") or "").partition(" ")
@@ -292,6 +310,8 @@ TRANSPORT_FAULTS = frozenset(
     {
         "rate_limit",
         "expired_token",
+        "token_invalid",
+        "bad_account",
         "server_error",
         "html_error",
         "hang",
@@ -299,6 +319,8 @@ TRANSPORT_FAULTS = frozenset(
         "paper_trading",
     }
 )
+BAD_APP_KEY = ("EGW00103", "유효하지 않은 AppKey입니다.")
+BAD_APP_SECRET = ("EGW00105", "유효하지 않은 AppSecret입니다.")
 PAPER_TRADING_MSG1 = "모의투자에서는 해당업무가 제공되지 않습니다"
 MAINTENANCE_PAGE = (
     "<html><head><title>서비스 점검 안내</title></head><body><h1>시스템 점검 중입니다</h1>"
@@ -317,6 +339,10 @@ def _fault_reply(fault: Fault) -> Reply:
         return Reply(500, _error("EGW00201", "초당 거래건수를 초과하였습니다."))
     if fault.kind == "expired_token":
         return Reply(500, _error("EGW00123", "기간이 만료된 token 입니다."))
+    if fault.kind == "token_invalid":
+        return Reply(500, _error("EGW00121", "유효하지 않은 token 입니다."))
+    if fault.kind == "bad_account":
+        return Reply(200, _error("OPSQ2000", "ERROR : INPUT INVALID_CHECK_ACNO"))
     if fault.kind == "server_error":
         return Reply(500, "", content_type="text/plain")
     if fault.kind == "html_error":
@@ -444,17 +470,29 @@ def main(argv: list[str] | None = None) -> None:
         help="inject a fault (repeatable); KIND is one of: "
         + "; ".join(f"{kind} ({what})" for kind, what in KINDS.items()),
     )
+    parser.add_argument(
+        "--app-key",
+        action="append",
+        default=[],
+        metavar="APP_KEY=APP_SECRET",
+        help="accept only these app keys, each with its secret (repeatable): another key is "
+        "refused with EGW00103, a wrong secret with EGW00105 (default: any key and secret)",
+    )
     args = parser.parse_args(argv)
     try:
         faults = FaultPlan.parse(",".join(args.fault))
     except FaultSpecError as error:
         parser.error(str(error))
+    pairs = [pair.partition("=") for pair in args.app_key]
+    if any(not key or not sep or not secret for key, sep, secret in pairs):
+        parser.error("--app-key takes APP_KEY=APP_SECRET")
     sim = Simulator(
         args.host,
         args.port,
         token_interval=args.token_interval,
         rate_limit=args.rate_limit or None,
         faults=faults,
+        app_keys={key: secret for key, _, secret in pairs} if pairs else None,
     )
     print(f"KIS simulator listening on {sim.base_url}", flush=True)
     print(f"  point the pipeline at it: KIS_ENV=sim KIS_BASE_URL={sim.base_url}", flush=True)
