@@ -33,8 +33,10 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 demo: setup ## a month of simulated history, today's partition, and a query of the result
 	$(PRIVATE) $(BIN)/python -m pipelines.commands.demo
 
-run: setup ## materialize today's partition with your .env / KIS_* settings
-	$(PRIVATE) $(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
+# e.g. make run RUN_ARGS=--anyway, RUN_ARGS=2026-11-25, RUN_ARGS="2026-11-02...2026-11-06 -v"
+RUN_ARGS ?=
+run: setup ## today's partition (dg launch), then what it did: accounts, net assets, warnings, report
+	$(PRIVATE) $(BIN)/python -m pipelines.commands.run $(RUN_ARGS)
 
 ui: setup ## the Dagster UI on http://127.0.0.1:3000 (dg dev, capture sensor included)
 	$(PRIVATE) $(BIN)/dg dev -h 127.0.0.1 -p 3000

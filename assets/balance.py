@@ -166,6 +166,7 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
             key.split(" ", 1)[1] if len(days) == 1 else key: where
             for key, where in quarantined.items()
         }
+    metadata["fetched_accounts"] = sorted(set(landed))  # fetched and landed by this run
     metadata["landed_accounts"] = sorted(set(landed)) or sorted(
         {p.parent.name for day in days for p in landing.latest_files(day)}
     )

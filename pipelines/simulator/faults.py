@@ -19,10 +19,10 @@ from dataclasses import dataclass
 KINDS: dict[str, str] = {
     "rate_limit": "HTTP 500, rt_cd 1, EGW00201 초당 거래건수를 초과하였습니다.",
     "token_throttle": "token issuance refused with EGW00133 (target `*`)",
-    "bad_appkey": "token issuance refused, HTTP 403, EGW00103 유효하지 않은 AppKey입니다. "
-    "(target `*`)",
-    "bad_secret": "token issuance refused, HTTP 403, EGW00105 유효하지 않은 AppSecret입니다. "
-    "(target `*`)",
+    "bad_appkey": "HTTP 403, EGW00103 유효하지 않은 AppKey입니다. for token issuance (target "
+    "`*`) and balance requests (a cached token does not help)",
+    "bad_secret": "HTTP 403, EGW00105 유효하지 않은 AppSecret입니다. for token issuance (target "
+    "`*`) and balance requests (a cached token does not help)",
     "expired_token": "HTTP 500, rt_cd 1, EGW00123 기간이 만료된 token 입니다.",
     "token_invalid": "HTTP 500, rt_cd 1, EGW00121 유효하지 않은 token 입니다.",
     "bad_account": "HTTP 200, rt_cd 1, OPSQ2000 ERROR : INPUT INVALID_CHECK_ACNO",

@@ -261,6 +261,10 @@ class Simulator:
         if fault:
             self.requests[f"fault_{fault.kind}"] += 1
             return _fault_reply(fault)
+        refused = self.faults.take(account.id, {"bad_appkey", "bad_secret"})
+        if refused:  # a token cached before the key or secret went wrong: refused all the same
+            code, message = BAD_APP_KEY if refused.kind == "bad_appkey" else BAD_APP_SECRET
+            return Reply(403, _error(code, message))
         body = balance_body(account, day)
         slow = self.faults.take(account.id, {"slow"})
         fault = self.faults.take(account.id, {"bad_total"})
