@@ -9,7 +9,7 @@ accounts landed, withheld and failed, the day's net assets, warnings, the report
 
 The run is `dg launch --assets '*'` in Dagster's instance (DAGSTER_HOME, .dagster/ by default),
 so it shows in `make ui`; Dagster's own log (tracebacks included) goes to a file under
-DAGSTER_HOME/logs/ unless --verbose. Exit status: 0 every account in; 1 an account failed or
+DAGSTER_HOME/make-run/ unless --verbose. Exit status: 0 every account in; 1 an account failed or
 was withheld, or a step failed; 2 the settings or the days asked for are wrong.
 """
 
@@ -285,7 +285,7 @@ def launch_command(run_plan: Plan) -> list[str]:
 
 @contextlib.contextmanager
 def _log_file(home: Path) -> Iterator[tuple[Path, IO[str]]]:
-    folder = home / "logs"
+    folder = home / "make-run"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / f"run-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as log:
