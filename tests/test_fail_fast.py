@@ -58,6 +58,15 @@ def test_the_simulator_answers_each_known_code_and_the_error_says_what_to_check(
     assert RIGHT.app_secret not in message
 
 
+def test_docs_table_has_each_known_answer_with_its_fault() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "kis-errors.md").read_text()
+    rows = {line.split(" | ")[0].strip("| `"): line for line in text.splitlines() if "| `" in line}
+    for known in answers.KNOWN_ANSWERS.values():
+        row = rows[known.msg_cd]
+        assert f":{known.fault}`" in row, row
+        assert known.msg1 in row and known.certainty.name.lower() in row, row
+
+
 def test_the_simulator_refuses_an_unknown_key_and_a_wrong_secret(tmp_path: Path) -> None:
     with Simulator(app_keys={RIGHT.app_key: RIGHT.app_secret}) as sim:
         client_for(sim, tmp_path / "right").inquire_account_balance(ACCOUNT)
