@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.ingest.fetch import today_in_seoul
 from pipelines.kis import answers
 from pipelines.kis.client import Credentials, KisClient
 from pipelines.kis.protocol import Account, KisApiError
@@ -21,7 +22,7 @@ from pipelines.kis.retry import Backoff
 from pipelines.kis.tokens import TokenCache
 from pipelines.simulator.faults import KINDS
 from pipelines.simulator.server import Simulator
-from tests.runs import Ran, run_command
+from tests.runs import Ran, failure, materialize, run_command
 
 ACCOUNT = Account("12345678", "01")
 RIGHT = Credentials("APP-KEY-RIGHT", "secret-right")
@@ -174,3 +175,20 @@ def test_a_silent_server_costs_one_deadline_per_key_not_one_per_account(
     took = run_seconds(ran)
     # the token request waits its deadline once; two accounts (or a retry) would be 2 deadlines
     assert DEADLINE <= took < 1.5 * DEADLINE, took
+
+
+# -- the run's last word counts what landed truthfully ---------------------------------------
+@pytest.mark.parametrize(
+    ("faults", "shown"),
+    [
+        ("*:extra_row", "no account is in the views or the report for it"),
+        ("12345678-21:extra_row", "in the views and the report: 12345678-01"),
+    ],
+)
+def test_the_final_failure_names_what_is_in_the_views(
+    monkeypatch: pytest.MonkeyPatch, faults: str, shown: str
+) -> None:
+    monkeypatch.setenv("KIS_SIM_FAULTS", faults)  # a row count no layout has: withheld
+    description, _ = failure(materialize(today_in_seoul()))
+    first = description.splitlines()[0]
+    assert first.endswith(f"; {shown}:"), first
