@@ -9,17 +9,21 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from pipelines.ingest.fetch import today_in_seoul
+from pipelines.ingest.fetch import fetch_and_land, today_in_seoul
+from pipelines.ingest.landing import RawLanding
 from pipelines.kis import answers
 from pipelines.kis.client import Credentials, KisClient
 from pipelines.kis.protocol import Account, KisApiError
 from pipelines.kis.retry import Backoff
-from pipelines.kis.tokens import TokenCache
+from pipelines.kis.tokens import Token, TokenCache
+from pipelines.settings import Settings
 from pipelines.simulator.faults import KINDS
 from pipelines.simulator.server import Simulator
 from tests.runs import Ran, failure, materialize, run_command
@@ -192,3 +196,37 @@ def test_the_final_failure_names_what_is_in_the_views(
     description, _ = failure(materialize(today_in_seoul()))
     first = description.splitlines()[0]
     assert first.endswith(f"; {shown}:"), first
+
+
+def test_a_server_gone_silent_with_a_cached_token_costs_one_deadline_per_key(
+    tmp_path: Path, silent_port: int
+) -> None:
+    """The token is cached, so the first balance request is the first to meet the silence: it
+    fails the key's accounts after one deadline, the second account is not tried."""
+    deadline = 2.0
+    base_url = f"http://127.0.0.1:{silent_port}"
+    settings = Settings.from_env(
+        {
+            "KIS_ENV": "real",
+            "KIS_BASE_URL": base_url,
+            "KIS_APP_KEY": RIGHT.app_key,
+            "KIS_APP_SECRET": RIGHT.app_secret,
+            "KIS_ACCOUNTS": TWO_ACCOUNTS,
+            "KIS_DATA_ROOT": str(tmp_path / "data"),
+            "KIS_REQUEST_DEADLINE": f"{deadline:g}",
+        },
+        env_file=tmp_path / "none.env",
+    )
+    tokens = TokenCache(tmp_path / "tokens")
+    expires = datetime.now(UTC) + timedelta(hours=12)
+    tokens.save(base_url, RIGHT.app_key, Token("cached-token-0123456789", expires))
+    started = time.monotonic()
+    report = fetch_and_land(
+        settings, RawLanding(settings.data_root), today_in_seoul(), token_cache=tokens
+    )
+    took = time.monotonic() - started
+    assert deadline <= took < 1.5 * deadline, took
+    first, second = report.failures.values()
+    assert first is second and not report.landed
+    assert str(first).startswith("app key …IGHT (accounts 11111111-01, 11111111-21): ")
+    assert "cached-token-0123456789" not in str(first)
