@@ -32,7 +32,7 @@ import dagster as dg
 
 from pipelines import health
 from pipelines.ingest import capture
-from pipelines.ingest.fetch import today_in_seoul
+from pipelines.ingest.fetch import DayAction, today_in_seoul
 from pipelines.ingest.landing import RawLanding
 from pipelines.reporting import day_summary
 from pipelines.settings import REPO_ROOT, Settings, SettingsError
@@ -139,6 +139,8 @@ class Outcome:
     #: failed steps' one-line reasons, when no account names the failure
     errors: list[str] = field(default_factory=list)
     report: str | None = None
+    #: days built again from the raw answers landed on them (nothing fetched for those)
+    rebuilt: list[str] = field(default_factory=list)
 
 
 def _values(metadata: Any) -> dict[str, Any]:
@@ -173,6 +175,11 @@ def _materialized(outcome: Outcome, materialization: Any) -> None:
         # what this run fetched and landed; a rebuild from raw lands nothing new
         landed = metadata.get("fetched_accounts", metadata.get("landed_accounts"))
         outcome.landed = list(landed or [])
+        outcome.rebuilt = [
+            day
+            for day, action in (metadata.get("actions") or {}).items()
+            if action == DayAction.REBUILD_FROM_RAW.value
+        ]
         for account, what in (metadata.get("failed_accounts") or {}).items():
             outcome.failed[account] = str(what.get("error"))
     elif "withheld_accounts" in metadata:
@@ -230,11 +237,16 @@ def summary_lines(
     outcome: Outcome, summary: day_summary.DaySummary | None, days: list[date]
 ) -> list[str]:
     """What the run did, one line per fact; failures one line each."""
-    when = str(days[0]) if len(days) == 1 else f"{days[0]}...{days[-1]}"
+    when = str(days[0]) if len(days) == 1 else f"{days[0]}...{days[-1]} ({len(days)} days)"
     lines = [
         f"{when}: landed {len(outcome.landed)} account(s)"
         + (f" ({', '.join(outcome.landed)})" if outcome.landed else "")
         + f", withheld {len(outcome.withheld)}, failed {len(outcome.failed)}"
+        + (
+            f"; {len(outcome.rebuilt)} day(s) rebuilt from the raw answers landed on them"
+            if outcome.rebuilt
+            else ""
+        )
     ]
     lines += _one_line_each("FAILED", outcome.failed)
     lines += _one_line_each("WITHHELD", outcome.withheld)
