@@ -63,6 +63,14 @@ def test_the_simulator_answers_each_known_code_and_the_error_says_what_to_check(
     assert RIGHT.app_secret not in message
 
 
+def test_a_refused_token_is_replaced_once(tmp_path: Path) -> None:
+    """EGW00121 (invalid) as EGW00123 (expired): the token is discarded and a new one issued."""
+    with Simulator(faults="*:token_invalid*1", token_interval=0) as sim:
+        client_for(sim, tmp_path).inquire_account_balance(ACCOUNT)
+    assert sim.requests["token_issued"] == 2
+    assert sim.requests["fault_token_invalid"] == 1
+
+
 def test_docs_table_has_each_known_answer_with_its_fault() -> None:
     text = (Path(__file__).resolve().parent.parent / "docs" / "kis-errors.md").read_text()
     rows = {line.split(" | ")[0].strip("| `"): line for line in text.splitlines() if "| `" in line}

@@ -69,9 +69,11 @@ KNOWN_ANSWERS: dict[str, KnownAnswer] = {
         KnownAnswer(
             "EGW00121",
             "유효하지 않은 token 입니다.",
-            "the access token was refused (not one KIS issued, or for another app key)",
-            f"run again (a new token is issued); if it persists, delete the cached token in "
-            f"{TOKEN_CACHE} and check that {APP_KEY_SETTING} is the key it was issued for",
+            "the access token was refused (not one this server issued, or another key's); a "
+            "new one was issued once and refused again",
+            f"check that KIS_BASE_URL is the server that issued it and that {APP_KEY_SETTING} "
+            f"and {APP_SECRET_SETTING} are the current ones; the cached token is in "
+            f"{TOKEN_CACHE}",
             Scope.KEY,
             Certainty.REPORTED,
             "token_invalid",

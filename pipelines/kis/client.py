@@ -43,6 +43,9 @@ from pipelines.kis.transport import Answer, Origin
 log = logging.getLogger(__name__)
 
 TOKEN_EXPIRED = "EGW00123"
+TOKEN_INVALID = "EGW00121"
+#: Answers that mean the token in use is no good: it is discarded and a new one issued, once.
+TOKEN_REFUSED = frozenset({TOKEN_EXPIRED, TOKEN_INVALID})
 TOKEN_THROTTLED = "EGW00133"
 RATE_LIMITED = "EGW00201"
 CONTINUED = frozenset({"F", "M"})
@@ -307,7 +310,8 @@ class KisClient:
     def _balance_page(
         self, account: Account, tr_cont: str, sim_as_of: date | None, *, what: str
     ) -> Page:
-        """One page, with transient faults retried and the token re-issued once on EGW00123.
+        """One page, with transient faults retried and the token re-issued once on EGW00123
+        or EGW00121.
 
         Token issuance retries on its own; its failures are not retried again here.
         """
@@ -320,9 +324,13 @@ class KisClient:
                     functools.partial(self._request_page, account, headers, what=what), what=what
                 )
             except KisApiError as error:
-                if error.msg_cd != TOKEN_EXPIRED or renewed:
+                if error.msg_cd not in TOKEN_REFUSED or renewed:
                     raise
-                log.warning("%s: token expired or revoked (EGW00123); issuing a new one", what)
+                log.warning(
+                    "%s: token refused (%s: expired, revoked or invalid); issuing a new one",
+                    what,
+                    error.msg_cd,
+                )
                 self.events["token_renewals"] += 1
                 self._token = None
                 self.token_cache.discard(self.server_id, self.credentials.app_key)
