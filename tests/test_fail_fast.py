@@ -26,6 +26,7 @@ from pipelines.kis.tokens import Token, TokenCache
 from pipelines.settings import Settings
 from pipelines.simulator.faults import KINDS
 from pipelines.simulator.server import Simulator
+from pipelines.simulator.server import main as simulator_main
 from tests.runs import Ran, failure, materialize, run_command
 
 ACCOUNT = Account("12345678", "01")
@@ -238,3 +239,13 @@ def test_a_server_gone_silent_with_a_cached_token_costs_one_deadline_per_key(
     assert first is second and not report.landed
     assert str(first).startswith("app key …IGHT (accounts 11111111-01, 11111111-21): ")
     assert "cached-token-0123456789" not in str(first)
+
+
+@pytest.mark.parametrize("pair", ["KEY-ONLY", "=secret", "KEY="])
+def test_the_simulator_cli_wants_app_key_equals_secret(
+    pair: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        simulator_main(["--port", "0", "--app-key", pair])
+    assert exited.value.code == 2
+    assert "--app-key takes APP_KEY=APP_SECRET" in capsys.readouterr().err
