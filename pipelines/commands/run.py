@@ -306,7 +306,7 @@ def _log_file(home: Path) -> Iterator[tuple[Path, IO[str]]]:
 
 def launch(run_plan: Plan, settings: Settings, *, verbose: bool) -> tuple[int, str | None, Path]:
     """`dg launch` of the plan's days; its exit status, its run's id, and where its log is."""
-    environ = {**os.environ, "DAGSTER_HOME": str(dagster_home())}
+    environ = dict(os.environ)
     if run_plan.extra_weekdays:
         environ["KIS_CAPTURE_DAYS"] = capture.format_days(
             settings.capture.days | run_plan.extra_weekdays
@@ -362,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if not run_plan.days:
         return SUCCEEDED
+    os.environ["DAGSTER_HOME"] = str(dagster_home())  # the launched run's and the one read here
     returncode, run_id, log_path = launch(run_plan, settings, verbose=args.verbose)
     with dg.DagsterInstance.get() as instance:
         outcome = read_outcome(instance, run_id) if run_id else Outcome(None, False)
