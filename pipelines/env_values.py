@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-
-class EnvValueError(ValueError):
-    """A variable whose value is not usable; the message names it."""
+from pipelines.errors import EnvValueError
 
 
 def seconds(environ: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:

@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from pipelines.errors import MissingDayError
 from pipelines.lake import parquet, schema
 from pipelines.lake.tables import ParquetTables
 from pipelines.settings import Settings
@@ -33,10 +34,6 @@ from pipelines.warehouse import warehouse
 AMOUNT = pd.ArrowDtype(schema.AMOUNT)
 #: The dtype of `snapshot_date`: values are `datetime.date`.
 DATE = pd.ArrowDtype(pa.date32())
-
-
-class MissingDayError(FileNotFoundError):
-    """A day that has no Parquet file for the table (not materialized, or no snapshot)."""
 
 
 def from_arrow(table: pa.Table) -> pd.DataFrame:

@@ -42,6 +42,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from pipelines import env_values
+from pipelines.errors import ConfigError
 from pipelines.ingest import capture
 from pipelines.ingest.capture import CaptureSettings, CaptureSpecError
 from pipelines.kis import transport
@@ -74,7 +75,7 @@ MAX_WAIT_SECONDS = 3600.0
 MIN_BODY_BYTES, MAX_BODY_BYTES = 1024, 1 << 30
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """The KIS_* configuration is incomplete or malformed."""
 
 

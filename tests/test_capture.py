@@ -14,12 +14,12 @@ import duckdb
 import pytest
 
 from assets.partitions import build_partitions
+from pipelines.errors import CaptureSpecError
 from pipelines.ingest import capture
 from pipelines.ingest.capture import (
     CaptureCalendar,
     CaptureCursor,
     CaptureSettings,
-    CaptureSpecError,
     CaptureWindow,
     decide,
 )

@@ -19,9 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from pipelines.errors import KisError, KisProtocolError
 from pipelines.kis import protocol
 from pipelines.kis.client import Credentials, KisClient
-from pipelines.kis.protocol import Account, KisApiError, KisError, KisProtocolError
+from pipelines.kis.protocol import Account, KisApiError
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
 from pipelines.kis.tokens import SEOUL, Token, TokenCache

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ingest.fetch import LandingError, fetch_and_land, today_in_seoul
+from pipelines.errors import LandingError
+from pipelines.ingest.fetch import fetch_and_land, today_in_seoul
 from pipelines.ingest.landing import RawLanding
 from pipelines.kis.tokens import TokenCache
 from pipelines.settings import Settings

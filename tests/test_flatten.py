@@ -14,7 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines.ingest.landing import RawLanding, Snapshot, SnapshotError, read_snapshot
+from pipelines.errors import SnapshotError
+from pipelines.ingest.landing import RawLanding, Snapshot, read_snapshot
 from pipelines.kis import layouts
 from pipelines.kis.client import BalanceResponse, Page
 from pipelines.kis.protocol import BALANCE_TR_ID, OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account

@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.errors import UnknownLayoutError
 from pipelines.kis import layouts
-from pipelines.kis.layouts import (
-    KNOWN,
-    PRODUCT21_17,
-    STANDARD_20,
-    Layout,
-    UnknownLayoutError,
-)
+from pipelines.kis.layouts import KNOWN, PRODUCT21_17, STANDARD_20, Layout
 
 SPEC = Path(__file__).resolve().parents[2] / "shared/spec/inquire-account-balance.md"
 PRODUCT21_MARKER = "[21번 계좌일 경우"

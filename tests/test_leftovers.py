@@ -21,8 +21,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines.storage.base import STAGING
 from pipelines.storage.files import LEFTOVER_AGE
-from pipelines.storage.roots import STAGING, ObjectStorage, Storage, open_root, parse_root
+from pipelines.storage.roots import ObjectStorage, Storage, open_root, parse_root
 from pipelines.warehouse import warehouse
 from tests import objectstore
 from tests.runs import ONE_RUN, REPO, failure_text, kill_while_writing, materialize

@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.ingest.fetch import LandingError, fetch_and_land, land_pending, today_in_seoul
+from pipelines.errors import LandingError, StoreUnreachableError
+from pipelines.ingest.fetch import fetch_and_land, land_pending, today_in_seoul
 from pipelines.ingest.landing import RawLanding
 from pipelines.kis.tokens import TokenCache
 from pipelines.lake import parquet
@@ -34,7 +35,6 @@ from pipelines.storage.roots import (
     ObjectPath,
     ObjectStorage,
     Storage,
-    StoreUnreachableError,
     open_input,
     open_root,
     parse_root,

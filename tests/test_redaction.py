@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from pipelines.commands import redact as redaction
 from pipelines.commands.redact import Amount, RedactionError, fake_cano, redact
+from pipelines.commands.redact.amounts import amount_at
 from pipelines.ingest.landing import RawLanding, read_snapshot
 from pipelines.kis import layouts, protocol
 from pipelines.kis.client import BalanceResponse, Credentials, KisClient, Page
@@ -488,7 +489,7 @@ def test_the_same_seed_gives_the_same_copy(tmp_path: Path) -> None:
 )
 def test_a_new_value_is_written_like_the_old_one(text: str, value: Decimal, expected: str) -> None:
     holder = {"x": text}
-    cell = redaction._amount(holder, "x", "test")
+    cell = amount_at(holder, "x", "test")
     assert isinstance(cell, Amount)
     assert cell.render(value) == expected
 
@@ -584,3 +585,28 @@ def test_the_command_writes_a_copy_and_says_what_it_kept(tmp_path: Path) -> None
     )
     assert refused.returncode == 1 and "Not writing a copy" in refused.stderr
     assert not refused.stdout
+
+
+def test_the_command_refuses_what_is_not_an_answer_in_one_line(tmp_path: Path) -> None:
+    account = Account("12345678", "01")
+    raw = land(tmp_path, account, [balance_body(account, DAY)])
+    assert not tidy.build_days(tmp_path, [DAY]).blocked
+    parquet = ParquetTables(tmp_path).path("asset_categories", DAY)
+    not_json = tmp_path / "notes.json"
+    not_json.write_text("not json at all\n")
+    binary = tmp_path / "answer.bin"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    command = Path(sys.executable).with_name("kis-redact")
+    for path, says in [
+        (raw.parent, "a directory, not a file"),
+        (parquet, "a Parquet file"),
+        (not_json, "not JSON"),
+        (binary, "not UTF-8 text"),
+        (tmp_path / "nowhere.json", "no such file"),
+    ]:
+        done = subprocess.run([command, str(path)], capture_output=True, text=True, check=False)
+        assert done.returncode == 1 and not done.stdout, (path, done.stderr)
+        [line] = done.stderr.splitlines()
+        assert line.startswith(f"kis-redact: {path}: {says}"), line
+        assert "give one landed raw file" in line
+        assert "Errno" not in line and "codec" not in line

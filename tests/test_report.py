@@ -29,14 +29,9 @@ import pytest
 
 import pipelines.settings
 from pipelines.ingest.fetch import today_in_seoul
-from pipelines.reporting import report
-from pipelines.reporting.report import (
-    format_krw,
-    format_krw_short,
-    format_won,
-    render_main_chart_svg,
-    render_report,
-)
+from pipelines.reporting import charts
+from pipelines.reporting.money import format_krw, format_krw_short, format_won
+from pipelines.reporting.report import render_main_chart_svg, render_report
 from pipelines.simulator import server as simulator_module
 from pipelines.warehouse import warehouse
 from tests.readme import statements
@@ -130,7 +125,7 @@ def test_lines_break_only_across_gaps_longer_than_a_long_weekend() -> None:
     friday = date(2026, 11, 20)
     days = [friday, friday + timedelta(3), friday + timedelta(7), friday + timedelta(12)]
     points = [(d, Decimal(i)) for i, d in enumerate(days)]  # 3 days, 4 days, then 5
-    assert [[d for d, _ in run] for run in report.segments(points)] == [days[:3], days[3:]]
+    assert [[d for d, _ in run] for run in charts.segments(points)] == [days[:3], days[3:]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,7 +472,7 @@ def test_asset_class_shares_are_stacked_areas_from_the_views(history: History, p
         bottom = Decimal(frame.attrs["y"]) + plot
         weight = {(d, c): w for d, c, w in found}
         classes = [
-            c for c in report.ASSET_CLASSES if any(k[1] == c and w for k, w in weight.items())
+            c for c in charts.ASSET_CLASSES if any(k[1] == c and w for k, w in weight.items())
         ]
         areas = chart.find("polygon", data_series=series)
         assert [a.attrs["data-key"] for a in areas] == [c for c in classes for _ in runs]
@@ -583,12 +578,12 @@ def test_main_chart_image_draws_one_bar_per_asset_class_to_scale(history: Histor
     assert [(b.attrib["data-key"], Decimal(b.attrib["data-value"])) for b in bars] == allocation
     largest = allocation[0][1]
     for bar, (asset_class, value) in zip(bars, allocation, strict=True):
-        assert bar.attrib["fill"] == report.ASSET_CLASSES[asset_class][2]
-        expected = value * report.BAR_PLOT_W / largest
+        assert bar.attrib["fill"] == charts.ASSET_CLASSES[asset_class][2]
+        expected = value * charts.BAR_PLOT_W / largest
         assert abs(Decimal(bar.attrib["width"]) - expected) <= Decimal("0.01"), asset_class
-        assert Decimal(bar.attrib["x"]) == report.BAR_PLOT_X  # from the zero line
+        assert Decimal(bar.attrib["x"]) == charts.BAR_PLOT_X  # from the zero line
     labels = [t.text for t in chart.iter(f"{SVG}text")]
-    assert all(report.ASSET_CLASSES[asset_class][0] in labels for asset_class, _ in allocation)
+    assert all(charts.ASSET_CLASSES[asset_class][0] in labels for asset_class, _ in allocation)
 
 
 @needs_chromium
@@ -640,7 +635,7 @@ def test_main_chart_image_shows_in_chromium_as_in_dagsters_ui(
     dom = parse(chromium(tmp_path, page, "--dump-dom").stdout)
     [body] = dom.find("body")
     height = ElementTree.fromstring(image).attrib["height"]
-    assert body.attrs["data-size"] == f"{report.BAR_WIDTH}x{height}"
+    assert body.attrs["data-size"] == f"{charts.BAR_WIDTH}x{height}"
     counts = [int(n) for n in body.attrs["data-counts"].split(",")]
     for bar, drawn in zip(bars, counts, strict=True):
         assert abs(drawn - Decimal(bar.attrib["width"])) <= 2, bar.attrib["data-key"]

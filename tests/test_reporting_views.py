@@ -526,9 +526,9 @@ def test_as_of_macros_give_each_accounts_newest_snapshot_on_or_before_a_date(
 def test_a_macro_column_without_a_glossary_entry_stops_the_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.warehouse import views
+    from pipelines.warehouse import glossary
 
-    monkeypatch.delitem(views.GLOSSARY, "days_old")
+    monkeypatch.delitem(glossary.GLOSSARY, "days_old")
     with pytest.raises(ValueError, match=r"net_assets_as_of .*days_old"):
         write_days(tmp_path, {date(2026, 3, 2): (STANDARD,)}, (STANDARD,))
 

@@ -15,6 +15,7 @@ import duckdb
 import pytest
 import requests
 
+from pipelines.errors import FaultSpecError
 from pipelines.ingest.fetch import today_in_seoul
 from pipelines.ingest.landing import RawLanding, read_snapshot
 from pipelines.kis import layouts
@@ -23,7 +24,7 @@ from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
 from pipelines.kis.tokens import SEOUL, TokenCache
-from pipelines.simulator.faults import FaultPlan, FaultSpecError
+from pipelines.simulator.faults import FaultPlan
 from pipelines.simulator.portfolio import balance_body
 from pipelines.simulator.server import Simulator
 from tests.runs import failure, materialize

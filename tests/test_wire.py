@@ -14,18 +14,18 @@ from typing import Any
 
 import pytest
 
-from pipelines.ingest.fetch import fetch_and_land, today_in_seoul
-from pipelines.ingest.landing import RawLanding
-from pipelines.kis import protocol, transport
-from pipelines.kis.client import Credentials, KisClient
-from pipelines.kis.protocol import (
-    Account,
+from pipelines.errors import (
     KisBudgetError,
     KisDeadlineError,
     KisError,
     KisRedirectError,
     KisTooLargeError,
 )
+from pipelines.ingest.fetch import fetch_and_land, today_in_seoul
+from pipelines.ingest.landing import RawLanding
+from pipelines.kis import protocol, transport
+from pipelines.kis.client import Credentials, KisClient
+from pipelines.kis.protocol import Account
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
 from pipelines.kis.tokens import SEOUL, Token, TokenCache

@@ -31,6 +31,7 @@ from typing import IO, Any
 import dagster as dg
 
 from pipelines import health
+from pipelines.errors import ConfigError
 from pipelines.ingest import capture
 from pipelines.ingest.fetch import DayAction, today_in_seoul
 from pipelines.ingest.landing import RawLanding
@@ -45,7 +46,7 @@ RANGE_SEPARATOR = "..."
 RUN_ID = re.compile(r" - ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) - ")
 
 
-class DaysError(ValueError):
+class DaysError(ConfigError):
     """The days asked for cannot be a run (not a date, a range the wrong way round, …)."""
 
 

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Callable
 
 from pipelines import health
+from pipelines.errors import StoreUnreachableError
 from pipelines.settings import Settings, SettingsError
-from pipelines.storage.roots import StoreUnreachableError
 
 #: The exit status when the settings are wrong or the data root cannot be read.
 CANNOT_RUN = 3

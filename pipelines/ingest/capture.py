@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
+from pipelines.errors import CaptureSpecError
 from pipelines.ingest.landing import RawLanding
 from pipelines.kis.tokens import SEOUL
 
@@ -21,10 +22,6 @@ MINUTES_PER_DAY = 24 * 60
 #: KIS_CAPTURE_EVERY below this would hammer the service; the sensor ticks every 5 s at best.
 MIN_EVERY = timedelta(seconds=6)
 TIME_ZONE = "Asia/Seoul"
-
-
-class CaptureSpecError(ValueError):
-    """A KIS_CAPTURE_* or KIS_HISTORY_START value that cannot be read; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -16,20 +16,22 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from pipelines.ingest.landing import PendingAnswers, RawLanding
-from pipelines.kis import answers, ratelimit
-from pipelines.kis.client import BalanceResponse, Credentials, KisClient
-from pipelines.kis.protocol import (
-    Account,
-    CorporateIdentity,
-    KisApiError,
+from pipelines.errors import (
+    FutureDayError,
     KisDeadlineError,
     KisError,
     KisUnreachableError,
+    LandingError,
+    MissingRawError,
+    StoreUnreachableError,
 )
+from pipelines.ingest.landing import PendingAnswers, RawLanding
+from pipelines.kis import answers, ratelimit
+from pipelines.kis.client import BalanceResponse, Credentials, KisClient
+from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
 from pipelines.kis.tokens import SEOUL, TokenCache
 from pipelines.simulator import server as simulator
-from pipelines.storage.roots import Location, StoreUnreachableError
+from pipelines.storage.roots import Location
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +68,6 @@ class FetchSettings(Protocol):
     def key_groups(self) -> list[tuple[Credentials, tuple[Account, ...]]]: ...
 
 
-class MissingRawError(RuntimeError):
-    """A past day was asked for, and nothing was landed on it to rebuild it from."""
-
-
-class LandingError(RuntimeError):
-    """An account's answer was fetched but the data root refused it; says where it was kept."""
-
-
 class DayAction(enum.Enum):
     FETCH_LIVE = "fetch live (today's partition)"
     FETCH_SIMULATED_PAST = "ask the simulator for a past day"
@@ -86,7 +80,7 @@ def today_in_seoul(now: datetime | None = None) -> date:
 
 def plan_day(day: date, *, today: date, simulated: bool, landed: bool) -> DayAction:
     if day > today:
-        raise ValueError(f"{day} is in the future (today in Asia/Seoul is {today})")
+        raise FutureDayError(f"{day} is in the future (today in Asia/Seoul is {today})")
     if day == today:
         return DayAction.FETCH_LIVE
     if landed:

@@ -23,18 +23,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.errors import KisError, SnapshotError, StoreUnreachableError
 from pipelines.kis import protocol
 from pipelines.kis.client import SECRET_REMOVED, BalanceResponse
-from pipelines.kis.protocol import Account, KisError
+from pipelines.kis.protocol import Account
 from pipelines.storage.damage import DamagedFileError
 from pipelines.storage.files import atomic_path
-from pipelines.storage.roots import (
-    DataRoot,
-    Location,
-    Storage,
-    StoreUnreachableError,
-    open_root,
-)
+from pipelines.storage.roots import DataRoot, Location, Storage, open_root
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +37,6 @@ FORMAT = "kis-balance-raw/1"
 QUARANTINE_FORMAT = "kis-balance-quarantine/1"
 #: Where answers that are not a success go: beside raw/CTRP6548R/, never under it.
 QUARANTINE_ROOT = f"raw/quarantine/{protocol.BALANCE_TR_ID}"
-
-
-class SnapshotError(ValueError):
-    """A landed response that cannot be turned into tidy rows; the message says where and why."""
 
 
 class DamagedRawError(SnapshotError, DamagedFileError):

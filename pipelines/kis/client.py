@@ -23,18 +23,14 @@ from typing import Any
 
 import requests
 
-from pipelines.kis import protocol, ratelimit, transport
-from pipelines.kis.protocol import (
-    Account,
-    CorporateIdentity,
-    KisApiError,
+from pipelines.errors import (
     KisBudgetError,
-    KisDeadlineError,
     KisError,
+    KisGatewayError,
     KisProtocolError,
-    KisTransientError,
-    KisUnreachableError,
 )
+from pipelines.kis import deadlines, protocol, ratelimit, retry, transport
+from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
 from pipelines.kis.tokens import SEOUL, Token, TokenCache
@@ -47,13 +43,9 @@ TOKEN_INVALID = "EGW00121"
 #: Answers that mean the token in use is no good: it is discarded and a new one issued, once.
 TOKEN_REFUSED = frozenset({TOKEN_EXPIRED, TOKEN_INVALID})
 TOKEN_THROTTLED = "EGW00133"
-RATE_LIMITED = "EGW00201"
 CONTINUED = frozenset({"F", "M"})
 DEFAULT_BACKOFF = Backoff()
 DEFAULT_ACCOUNT_BUDGET = 180.0
-#: Attempts at a server that refuses connections (or has no address): a couple of seconds of
-#: backoff, not the whole budget; a closed port is rarely opened within a minute.
-UNREACHABLE_ATTEMPTS = 3
 #: What replaces a secret that a server sent back, wherever it would be shown or kept.
 SECRET_REMOVED = "(secret removed)"
 
@@ -81,18 +73,8 @@ class BalanceResponse:
     pages: tuple[Page, ...]
 
 
-class KisGatewayError(KisTransientError, KisProtocolError):
-    """A 5xx or 429 whose body is not the service's JSON (a gateway's HTML page, nothing)."""
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def is_transient(error: KisError) -> bool:
-    if isinstance(error, KisApiError):
-        return error.msg_cd == RATE_LIMITED
-    return isinstance(error, KisTransientError)
 
 
 class KisClient:
@@ -143,7 +125,7 @@ class KisClient:
         self.clock = clock
         self.sleep = sleep
         self.session = session or requests.Session()
-        transport.prepare(self.session)
+        deadlines.prepare(self.session)
         #: What happened on the way: retries by cause, tokens issued, throttle waits.
         self.events: Counter[str] = Counter()
         #: The token this client last used: reused without reading the cache file again.
@@ -391,27 +373,15 @@ class KisClient:
             try:
                 return call()
             except KisError as error:
-                if not is_transient(error):
+                final = retry.give_up(error, attempt, self.backoff, answered=self.answered)
+                if final is error:
                     raise
-                if isinstance(error, KisDeadlineError) and error.silent and not self.answered:
-                    raise _again(
-                        error,
-                        f"{error} (not tried again: this server has answered nothing yet, and "
-                        "each try would wait as long)",
-                    ) from None
-                attempts = self.backoff.attempts
-                if isinstance(error, KisUnreachableError):
-                    attempts = min(attempts, UNREACHABLE_ATTEMPTS)
-                if attempt + 1 >= attempts:
-                    if isinstance(error, KisApiError):
-                        raise
-                    raise _again(
-                        error, f"{error} (still failing after {attempts} attempts)"
-                    ) from None
+                if final is not None:
+                    raise final from None
                 delay = self.backoff.delay(attempt)
                 left = self._time_left()
                 if left is not None and left <= delay:
-                    raise _again(
+                    raise retry.said_again(
                         error,
                         f"{error}; gave up after {attempt + 1} attempt(s): {self._budget_text} "
                         "ends before the next one",
@@ -468,14 +438,3 @@ class KisClient:
             if answer.status >= 500 or answer.status == 429:
                 raise KisGatewayError(str(error)) from None
             raise
-
-
-def _again(error: KisError, message: str, kind: type[KisError] | None = None) -> KisError:
-    """`error` said anew as `kind` (or its own type), with the answer it carried.
-
-    `kind` is required for a KisApiError, whose constructor takes its fields."""
-    again = (kind or type(error))(message)
-    again.answer = error.answer
-    if isinstance(error, KisDeadlineError) and isinstance(again, KisDeadlineError):
-        again.silent = error.silent
-    return again

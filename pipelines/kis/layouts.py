@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipelines.errors import UnknownLayoutError
+
 #: category_code → asset class: one allocation model for every layout.
 ASSET_CLASSES: dict[str, str] = {
     "stock": "equity",
@@ -83,10 +85,6 @@ class Layout:
     def position(self, code: str) -> int | None:
         """0-based row index of a category, or None if this layout has no such row."""
         return next((i for i, c in enumerate(self.categories) if c.code == code), None)
-
-
-class UnknownLayoutError(ValueError):
-    """output1 matches no known layout: labelling it by position would mislabel rows."""
 
 
 def _categories(*rows: tuple[str, str, str]) -> tuple[Category, ...]:

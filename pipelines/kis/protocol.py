@@ -1,17 +1,22 @@
-"""Wire protocol of TR CTRP6548R (투자계좌자산현황조회) and KIS token issuance, as plain data."""
+"""Wire protocol of TR CTRP6548R (투자계좌자산현황조회) and KIS token issuance, as plain data.
+(The KIS errors, now in pipelines/errors.py, can still be imported from here.)"""
 
 from __future__ import annotations
 
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
+from pipelines.errors import KisBudgetError as KisBudgetError
+from pipelines.errors import KisDeadlineError as KisDeadlineError
+from pipelines.errors import KisError as KisError
+from pipelines.errors import KisProtocolError, KisServerError
+from pipelines.errors import KisRedirectError as KisRedirectError
+from pipelines.errors import KisTooLargeError as KisTooLargeError
+from pipelines.errors import KisTransientError as KisTransientError
 from pipelines.kis import answers
-
-if TYPE_CHECKING:
-    from pipelines.kis.transport import Answer
 
 REAL_BASE_URL = "https://openapi.koreainvestment.com:9443"
 #: KIS's paper-trading (모의투자) server, which does not offer this TR.
@@ -136,21 +141,13 @@ def balance_params(account: Account) -> dict[str, str]:
     }
 
 
-class KisError(Exception):
-    """Anything that stops a KIS call from giving a usable answer."""
-
-    #: The balance answer that caused it, when one arrived (status, headers, body as received):
-    #: what the fetch step keeps in quarantine. Never set for token issuance.
-    answer: Answer | None = None
-
-
 def is_paper_trading_url(url: str) -> bool:
     """Whether a base URL points at KIS's paper-trading server (any scheme or port)."""
     host = urlsplit(url if "://" in url else f"//{url}").hostname or ""
     return host.rstrip(".").lower() == PAPER_TRADING_HOST
 
 
-class KisApiError(KisError):
+class KisApiError(KisServerError):
     """The service answered rt_cd != "0" (whatever the HTTP status).
 
     An answer that says the TR is not offered in paper trading (msg_cd 90000000, or a msg1
@@ -174,38 +171,6 @@ class KisApiError(KisError):
     @property
     def is_paper_trading_refusal(self) -> bool:
         return self.msg_cd == PAPER_TRADING_UNSUPPORTED or "모의투자" in self.msg1
-
-
-class KisProtocolError(KisError):
-    """The answer is not the JSON this TR promises (an HTML error page, a missing key, …)."""
-
-
-class KisTransientError(KisError):
-    """A fault worth retrying: the service or the network, not the request, went wrong."""
-
-
-class KisUnreachableError(KisTransientError):
-    """No connection could be made to the server (refused, no such host, connect timeout):
-    nothing of the request left this machine."""
-
-
-class KisRedirectError(KisProtocolError):
-    """The server answered 3xx. Never followed: the app key, secret and token would go along."""
-
-
-class KisTooLargeError(KisProtocolError):
-    """The answer's body is over the size limit (KIS_MAX_BODY_BYTES); it was not read further."""
-
-
-class KisDeadlineError(KisTransientError):
-    """No complete answer within the whole-request deadline (KIS_REQUEST_DEADLINE)."""
-
-    #: Whether the server sent nothing at all (not even complete headers) before the deadline.
-    silent: bool = False
-
-
-class KisBudgetError(KisError):
-    """An account's time budget (KIS_ACCOUNT_BUDGET) ran out across its requests and retries."""
 
 
 def body_key(body: dict[str, Any], key: str) -> Any:

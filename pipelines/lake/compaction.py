@@ -22,17 +22,13 @@ from datetime import date
 
 import pyarrow as pa
 
+from pipelines.errors import SchemaError
 from pipelines.lake import arrays, parquet, schema
 from pipelines.lake.tables import ParquetTables
+from pipelines.storage.base import Fingerprint
 from pipelines.storage.damage import Damage, DamagedFileError
-from pipelines.storage.roots import (
-    DataRoot,
-    Fingerprint,
-    Location,
-    Storage,
-    open_root,
-    replaced_while_reading,
-)
+from pipelines.storage.objects import replaced_while_reading
+from pipelines.storage.roots import DataRoot, Location, Storage, open_root
 
 SOURCES_KEY = b"kis_balance_history.daily_sources"
 #: Compacted files are read far more often than written: snappy decodes about twice as fast as
@@ -151,7 +147,7 @@ class CompactedMonths:
             else:
                 data = self.daily.read(table, day)
             if not data.schema.equals(schema.TABLES[table]):
-                raise ValueError(f"{self.daily.path(table, day)}: not the declared {table} schema")
+                raise SchemaError(f"{self.daily.path(table, day)}: not the declared {table} schema")
             dates = arrays.dates([day] * data.num_rows)
             parts.append(data.add_column(0, schema.PARTITION_COLUMN, dates))
         merged = pa.concat_tables(parts).sort_by(SORT_KEYS)

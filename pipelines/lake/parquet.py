@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.storage.damage import DamagedFileError
-from pipelines.storage.roots import Location, open_input, replaced_while_reading
+from pipelines.storage.objects import replaced_while_reading
+from pipelines.storage.roots import Location, open_input
 
 
 @contextlib.contextmanager

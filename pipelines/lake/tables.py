@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipelines.errors import SchemaError
 from pipelines.lake import parquet, schema
-from pipelines.storage.roots import DataRoot, Fingerprint, Location, Storage, open_root
+from pipelines.storage.base import Fingerprint
+from pipelines.storage.roots import DataRoot, Location, Storage, open_root
 
 FILE_NAME = "data.parquet"
 ROOT = "parquet"
@@ -54,7 +56,7 @@ class ParquetTables:
         """Every (table, day)'s file, each whole or not at all, made durable together."""
         for (table, _), data in tables.items():
             if not data.schema.equals(schema.TABLES[table]):
-                raise ValueError(f"{table}: schema differs from the declared one:\n{data.schema}")
+                raise SchemaError(f"{table}: schema differs from the declared one:\n{data.schema}")
         keys = [self.key(table, day) for table, day in tables]
         # pyarrow writes without the GIL: two at a time keep both cores busy in a rebuild
         with self.storage.staged_many(keys) as temps, ThreadPoolExecutor(2) as pool:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from pipelines.errors import FaultSpecError
+
 #: kind → what the simulator does (and the default ARG where the kind takes one)
 KINDS: dict[str, str] = {
     "rate_limit": "HTTP 500, rt_cd 1, EGW00201 초당 거래건수를 초과하였습니다.",
@@ -43,10 +45,6 @@ KINDS: dict[str, str] = {
     "does not apply",
 }
 DEFAULT_ARGS = {"hang": 30.0, "slow": 0.1, "pages": 2.0, "bad_total": 1.0, "maintenance": 60.0}
-
-
-class FaultSpecError(ValueError):
-    pass
 
 
 @dataclass

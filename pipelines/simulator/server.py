@@ -17,24 +17,28 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from pipelines.errors import FaultSpecError
 from pipelines.kis import protocol
 from pipelines.kis.protocol import Account
 from pipelines.kis.tokens import SEOUL
-from pipelines.simulator.faults import KINDS, Fault, FaultPlan, FaultSpecError
+from pipelines.simulator.app_keys import BAD_APP_KEY, parse_pairs, refusal
+from pipelines.simulator.faults import KINDS, FaultPlan
 from pipelines.simulator.portfolio import balance_body, foreign_rows_summed, without_ima
+from pipelines.simulator.replies import (
+    MAINTENANCE_PAGE,
+    TRANSPORT_FAULTS,
+    Reply,
+    error_body,
+    fault_reply,
+)
 
 TOKEN_LIFETIME = timedelta(hours=24)
 _SIGNING_KEY = b"kis-simulator: tokens survive restarts, so cached tokens stay valid"
-
-
-def _error(msg_cd: str, msg1: str) -> dict[str, str]:
-    return {"rt_cd": "1", "msg_cd": msg_cd, "msg1": msg1}
 
 
 class Simulator:
@@ -56,8 +60,7 @@ class Simulator:
         self.faults = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
         self.fault_spec = str(faults or "")
         self.clock = clock
-        #: app key → its secret: when given, token issuance refuses any other key (EGW00103)
-        #: and a wrong secret (EGW00105), as KIS does; when not, any key and secret will do.
+        #: app key → secret, the only ones accepted (app_keys.refusal); None: any will do
         self.app_keys = dict(app_keys) if app_keys is not None else None
         self.requests: Counter[str] = Counter()
         #: Balance requests being answered now, and the most at once: per app key and "*".
@@ -132,11 +135,8 @@ class Simulator:
     def issue_token(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         app_key, app_secret = body.get("appkey"), body.get("appsecret")
         if body.get("grant_type") != "client_credentials" or not app_key or not app_secret:
-            return 403, {
-                "error_description": "유효하지 않은 AppKey입니다.",
-                "error_code": "EGW00103",
-            }
-        refused = self._refused_credentials(app_key, app_secret)
+            return 403, {"error_description": BAD_APP_KEY[1], "error_code": BAD_APP_KEY[0]}
+        refused = refusal(self.faults, "*", self.app_keys, app_key, app_secret)
         if refused:
             self.requests[f"token_refused {refused[0]}"] += 1
             return 403, {"error_description": refused[1], "error_code": refused[0]}
@@ -166,16 +166,6 @@ class Simulator:
             "expires_in": int(TOKEN_LIFETIME.total_seconds()),
         }
 
-    def _refused_credentials(self, app_key: str, app_secret: str) -> tuple[str, str] | None:
-        """(msg_cd, msg1) for an app key or secret the server does not accept, else None."""
-        fault = self.faults.take("*", {"bad_appkey", "bad_secret"})
-        known = self.app_keys
-        if (fault and fault.kind == "bad_appkey") or (known is not None and app_key not in known):
-            return BAD_APP_KEY
-        if fault or (known is not None and not hmac.compare_digest(known[app_key], app_secret)):
-            return BAD_APP_SECRET
-        return None
-
     def token_problem(self, headers: Any) -> dict[str, str] | None:
         scheme, _, token = (headers.get("authorization") or "").partition(" ")
         payload, _, signature = token.partition(".")
@@ -183,13 +173,13 @@ class Simulator:
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             signature.encode(), expected.encode()
         ):
-            return _error("EGW00121", "유효하지 않은 token 입니다.")
+            return error_body("EGW00121", "유효하지 않은 token 입니다.")
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         client = self._client_id(headers.get("appkey") or "", headers.get("appsecret") or "")
         if claims["sub"] != client:
-            return _error("EGW00205", "credentials_type이 유효하지 않습니다.(Bearer)")
+            return error_body("EGW00205", "credentials_type이 유효하지 않습니다.(Bearer)")
         if claims["exp"] <= self.clock():
-            return _error("EGW00123", "기간이 만료된 token 입니다.")
+            return error_body("EGW00123", "기간이 만료된 token 입니다.")
         return None
 
     # -- the balance TR -------------------------------------------------------------------
@@ -210,10 +200,10 @@ class Simulator:
     def _corporate_problem(self, headers: Any) -> dict[str, str] | None:
         for name in ("personalseckey", "seq_no", "phone_number", "ip_addr", "gt_uid"):
             if not headers.get(name):
-                return _error("OPSQ1003", f"ERROR : INPUT_FIELD_NOT_FOUND [{name}] (법인 필수)")
+                return error_body("OPSQ1003", f"ERROR : INPUT_FIELD_NOT_FOUND [{name}] (법인 필수)")
         with self._lock:
             if headers["gt_uid"] in self._gt_uids:
-                return _error("OPSQ1004", "ERROR : DUPLICATE gt_uid (거래별로 UNIQUE해야 함)")
+                return error_body("OPSQ1004", "ERROR : DUPLICATE gt_uid (거래별로 UNIQUE해야 함)")
             self._gt_uids.add(headers["gt_uid"])
         return None
 
@@ -225,46 +215,47 @@ class Simulator:
             return MAINTENANCE
         if self._over_rate_limit(headers.get("appkey") or ""):
             self.requests["rate_limited"] += 1
-            return Reply(500, _error("EGW00201", "초당 거래건수를 초과하였습니다."))
+            return Reply(500, error_body("EGW00201", "초당 거래건수를 초과하였습니다."))
         problem = self.token_problem(headers)
         if problem:
             return Reply(500, problem)
         if headers.get("tr_id") != protocol.BALANCE_TR_ID:
-            return Reply(500, _error("OPSQ0002", "없는 서비스 코드 입니다"))
+            return Reply(500, error_body("OPSQ0002", "없는 서비스 코드 입니다"))
         custtype = headers.get("custtype")
         if custtype not in ("P", "B"):
-            return Reply(500, _error("OPSQ1002", "ERROR : INPUT INVALID_CHECK_CUSTTYPE"))
+            return Reply(500, error_body("OPSQ1002", "ERROR : INPUT INVALID_CHECK_CUSTTYPE"))
         if custtype == "B":
             problem = self._corporate_problem(headers)
             if problem:
                 return Reply(500, problem)
         for name in protocol.balance_params(Account("00000000", "01")):
             if name not in query:
-                return Reply(500, _error("OPSQ2001", f"ERROR : INPUT_FIELD_NOT_FOUND [{name}]"))
+                return Reply(500, error_body("OPSQ2001", f"ERROR : INPUT_FIELD_NOT_FOUND [{name}]"))
         try:
             account = Account.parse(f"{query['CANO'][0]}-{query['ACNT_PRDT_CD'][0]}")
         except ValueError:
             account = None
         if account is None or account.cano == "00000000":
-            return Reply(200, _error("OPSQ2000", "ERROR : INPUT INVALID_CHECK_ACNO"))
+            return Reply(200, error_body("OPSQ2000", "ERROR : INPUT INVALID_CHECK_ACNO"))
         today = datetime.fromtimestamp(self.clock(), SEOUL).date()
         as_of = headers.get(protocol.SIM_AS_OF_HEADER)
         try:
             day = date.fromisoformat(as_of) if as_of else today
         except ValueError:
-            return Reply(200, _error("OPSQ9998", f"시뮬레이터: {as_of!r} 은(는) 날짜가 아닙니다"))
+            return Reply(
+                200, error_body("OPSQ9998", f"시뮬레이터: {as_of!r} 은(는) 날짜가 아닙니다")
+            )
         if day > today:
             return Reply(
-                200, _error("OPSQ9999", f"시뮬레이터: {day} 은(는) 아직 오지 않은 날입니다")
+                200, error_body("OPSQ9999", f"시뮬레이터: {day} 은(는) 아직 오지 않은 날입니다")
             )
         fault = self.faults.take(account.id, TRANSPORT_FAULTS)
         if fault:
             self.requests[f"fault_{fault.kind}"] += 1
-            return _fault_reply(fault)
-        refused = self.faults.take(account.id, {"bad_appkey", "bad_secret"})
+            return fault_reply(fault)
+        refused = refusal(self.faults, account.id)
         if refused:  # a token cached before the key or secret went wrong: refused all the same
-            code, message = BAD_APP_KEY if refused.kind == "bad_appkey" else BAD_APP_SECRET
-            return Reply(403, _error(code, message))
+            return Reply(403, error_body(*refused))
         body = balance_body(account, day)
         slow = self.faults.take(account.id, {"slow"})
         fault = self.faults.take(account.id, {"bad_total"})
@@ -310,64 +301,6 @@ class Simulator:
         return Reply(200, body, tr_cont="D" if last else "M")
 
 
-TRANSPORT_FAULTS = frozenset(
-    {
-        "rate_limit",
-        "expired_token",
-        "token_invalid",
-        "bad_account",
-        "server_error",
-        "html_error",
-        "hang",
-        "business_error",
-        "paper_trading",
-    }
-)
-BAD_APP_KEY = ("EGW00103", "유효하지 않은 AppKey입니다.")
-BAD_APP_SECRET = ("EGW00105", "유효하지 않은 AppSecret입니다.")
-PAPER_TRADING_MSG1 = "모의투자에서는 해당업무가 제공되지 않습니다"
-MAINTENANCE_PAGE = (
-    "<html><head><title>서비스 점검 안내</title></head><body><h1>시스템 점검 중입니다</h1>"
-    "<p>보다 나은 서비스를 위해 시스템 점검을 진행하고 있습니다. 이용에 불편을 드려 "
-    "죄송합니다.</p></body></html>"
-)
-GATEWAY_PAGE = (
-    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
-    "</h1></center><hr><center>nginx</center></body></html>"
-)
-
-
-def _fault_reply(fault: Fault) -> Reply:
-    """The answer for a transport fault, as the real service's gateway would send it."""
-    if fault.kind == "rate_limit":
-        return Reply(500, _error("EGW00201", "초당 거래건수를 초과하였습니다."))
-    if fault.kind == "expired_token":
-        return Reply(500, _error("EGW00123", "기간이 만료된 token 입니다."))
-    if fault.kind == "token_invalid":
-        return Reply(500, _error("EGW00121", "유효하지 않은 token 입니다."))
-    if fault.kind == "bad_account":
-        return Reply(200, _error("OPSQ2000", "ERROR : INPUT INVALID_CHECK_ACNO"))
-    if fault.kind == "server_error":
-        return Reply(500, "", content_type="text/plain")
-    if fault.kind == "html_error":
-        return Reply(502, GATEWAY_PAGE, content_type="text/html")
-    if fault.kind == "business_error":
-        return Reply(200, _error("OPSQ2002", "ERROR : 조회 권한이 없는 계좌입니다"))
-    if fault.kind == "paper_trading":
-        return Reply(500, _error(protocol.PAPER_TRADING_UNSUPPORTED, PAPER_TRADING_MSG1))
-    assert fault.kind == "hang"
-    return Reply(200, _error("OPSQ9997", "hung response"), delay=float(fault.arg or 30))
-
-
-@dataclass
-class Reply:
-    status: int
-    body: dict[str, Any] | str
-    tr_cont: str = "D"
-    content_type: str = "application/json; charset=UTF-8"
-    delay: float = 0.0
-
-
 def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "kis-simulator"
@@ -403,7 +336,7 @@ def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length)
             if urlsplit(self.path).path != protocol.TOKEN_PATH:
-                self._reply(404, _error("EGW00002", "잘못된 요청입니다."))
+                self._reply(404, error_body("EGW00002", "잘못된 요청입니다."))
                 return
             if sim.in_maintenance("*"):
                 self._send(MAINTENANCE)
@@ -417,7 +350,7 @@ def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             if url.path != protocol.BALANCE_PATH:
-                self._reply(404, _error("EGW00002", "잘못된 요청입니다."))
+                self._reply(404, error_body("EGW00002", "잘못된 요청입니다."))
                 return
             app_key = self.headers.get("appkey") or ""
             sim._enter(app_key)
@@ -487,16 +420,17 @@ def main(argv: list[str] | None = None) -> None:
         faults = FaultPlan.parse(",".join(args.fault))
     except FaultSpecError as error:
         parser.error(str(error))
-    pairs = [pair.partition("=") for pair in args.app_key]
-    if any(not key or not sep or not secret for key, sep, secret in pairs):
-        parser.error("--app-key takes APP_KEY=APP_SECRET")
+    try:
+        accepted = parse_pairs(args.app_key)
+    except ValueError as error:
+        parser.error(str(error))
     sim = Simulator(
         args.host,
         args.port,
         token_interval=args.token_interval,
         rate_limit=args.rate_limit or None,
         faults=faults,
-        app_keys={key: secret for key, _, secret in pairs} if pairs else None,
+        app_keys=accepted,
     )
     print(f"KIS simulator listening on {sim.base_url}", flush=True)
     print(f"  point the pipeline at it: KIS_ENV=sim KIS_BASE_URL={sim.base_url}", flush=True)

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.errors import DataError
 from pipelines.storage.roots import ObjectPath
 
 #: The reason given for a derived file that is not there at all (rebuilt like a damaged one).
 MISSING = "missing"
 
 
-class DamagedFileError(ValueError):
+class DamagedFileError(DataError, ValueError):
     """A file of the data root that exists but cannot be read: its path and why."""
 
     def __init__(self, path: Path | ObjectPath | str, reason: str):

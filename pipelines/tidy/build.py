@@ -21,8 +21,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.ingest.fetch import MissingRawError, today_in_seoul
-from pipelines.ingest.landing import RawLanding, Snapshot, SnapshotError, read_snapshot
+from pipelines.errors import MissingRawError, SnapshotError
+from pipelines.ingest.fetch import today_in_seoul
+from pipelines.ingest.landing import RawLanding, Snapshot, read_snapshot
 from pipelines.kis import layouts
 from pipelines.lake import arrays, schema
 from pipelines.lake.compaction import CompactedMonths

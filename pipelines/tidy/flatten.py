@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.ingest.landing import Snapshot, SnapshotError
+from pipelines.errors import SnapshotError
+from pipelines.ingest.landing import Snapshot
 from pipelines.kis import layouts
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS
 from pipelines.lake import arrays, schema

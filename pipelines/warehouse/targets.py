@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from pipelines.errors import TargetsError
 from pipelines.kis.layouts import ASSET_CLASSES
 
 CLASSES = sorted(set(ASSET_CLASSES.values()) - {"total"})
@@ -22,10 +23,6 @@ class Target:
     asset_class: str
     target_pct: Decimal
     tolerance_pct: Decimal
-
-
-class TargetsError(ValueError):
-    """The targets file is malformed; the message names the file and the entry."""
 
 
 def _percent(value: object, where: str) -> Decimal:

@@ -28,15 +28,13 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.errors import DataError
 from pipelines.lake import parquet, schema
 from pipelines.lake.compaction import TableFiles
 from pipelines.storage.damage import DamagedFileError
-from pipelines.storage.roots import (
-    Location,
-    Storage,
-    replaced_while_reading,
-    unreachable_while_reading,
-)
+from pipelines.storage.objects import replaced_while_reading
+from pipelines.storage.roots import Location, Storage
+from pipelines.storage.s3_access import unreachable_while_reading
 from pipelines.warehouse.views import DERIVED_VIEWS, DRIFT_VIEW
 
 #: The warehouse's table of the files checked whole, with their fingerprints then.
@@ -45,7 +43,7 @@ CHECKED_FILES = "checked_files"
 _QUOTED_PARQUET = re.compile(r"""['"]([^'"]+\.parquet)['"]""")
 
 
-class ViewError(ValueError):
+class ViewError(DataError, ValueError):
     """A view of a freshly built warehouse that does not answer: the view, the views built on
     it, and the damaged files behind it (none when the error is not a file's)."""
 

@@ -26,25 +26,15 @@ from pipelines.kis import layouts
 from pipelines.lake import schema
 from pipelines.lake.compaction import CompactedMonths, TableFiles
 from pipelines.lake.tables import ParquetTables
+from pipelines.storage.base import WAREHOUSE_FILE
 from pipelines.storage.files import atomic_path, locked, sweep
-from pipelines.storage.roots import (
-    WAREHOUSE_FILE,
-    DataRoot,
-    LocalStorage,
-    Storage,
-    open_root,
-    replaced_while_reading,
-    unreachable_while_reading,
-)
+from pipelines.storage.objects import replaced_while_reading
+from pipelines.storage.roots import DataRoot, LocalStorage, Storage, open_root
+from pipelines.storage.s3_access import unreachable_while_reading
 from pipelines.warehouse import view_check
+from pipelines.warehouse.glossary import GLOSSARY, VIEW_GLOSSARY
 from pipelines.warehouse.targets import Target
-from pipelines.warehouse.views import (
-    DERIVED_VIEWS,
-    DRIFT_VIEW,
-    GLOSSARY,
-    TABLE_MACROS,
-    VIEW_GLOSSARY,
-)
+from pipelines.warehouse.views import DERIVED_VIEWS, DRIFT_VIEW, TABLE_MACROS
 
 FILE_NAME = WAREHOUSE_FILE
 log = logging.getLogger(__name__)
