@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo run ui service sql export verify repair browser postgres-server simulator test lint typecheck bench check
+.PHONY: help setup demo run ui service doctor dagster-home sql export verify repair browser postgres-server simulator test lint typecheck bench check
 
 # What the targets write (the data root, the warehouse, Dagster's instance in DAGSTER_HOME) is
 # readable by you only: files 0600, folders 0700. chmod also tightens what older versions left.
@@ -33,10 +33,23 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 demo: setup ## a month of simulated history, today's partition, and a query of the result
 	$(PRIVATE) $(BIN)/python -m pipelines.commands.demo
 
+# `make run` records its runs in the instance of the service when `make service` installed it for
+# this checkout (its daemon's unit names the DAGSTER_HOME), so they show in the service's UI;
+# else in .dagster/ with `make demo` and `make ui`.
+SERVICE_UNIT = $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/systemd/user/kis-balance-daemon.service
+SERVICE_DAGSTER_HOME = $(shell [ -f "$(SERVICE_UNIT)" ] && awk -v repo="$(CURDIR)" \
+	'/^WorkingDirectory=/ { dir = substr($$0, 18); gsub(/%%/, "%", dir) } \
+	/^Environment="?DAGSTER_HOME=/ { sub(/^Environment="?DAGSTER_HOME=/, ""); sub(/"$$/, ""); \
+	gsub(/%%/, "%"); home = $$0 } END { if (dir == repo) print home }' "$(SERVICE_UNIT)")
+RUN_DAGSTER_HOME = $(or $(SERVICE_DAGSTER_HOME),$(DAGSTER_HOME))
+
 # e.g. make run RUN_ARGS=--anyway, RUN_ARGS=2026-11-25, RUN_ARGS="2026-11-02...2026-11-06 -v"
 RUN_ARGS ?=
 run: setup ## today's partition (dg launch), then what it did: accounts, net assets, warnings, report
-	$(PRIVATE) $(BIN)/python -m pipelines.commands.run $(RUN_ARGS)
+	$(PRIVATE) DAGSTER_HOME="$(RUN_DAGSTER_HOME)" $(BIN)/python -m pipelines.commands.run $(RUN_ARGS)
+
+dagster-home: ## the Dagster instance (DAGSTER_HOME) `make run` records its runs in
+	@echo "$(RUN_DAGSTER_HOME)"
 
 ui: setup ## the Dagster UI on http://127.0.0.1:3000 (dg dev, capture sensor included)
 	$(PRIVATE) $(BIN)/dg dev -h 127.0.0.1 -p 3000
@@ -45,6 +58,11 @@ ui: setup ## the Dagster UI on http://127.0.0.1:3000 (dg dev, capture sensor inc
 SERVICE_ARGS ?=
 service: setup ## install systemd user units: dagster-daemon and dagster-webserver (README)
 	$(BIN)/python -m pipelines.commands.service $(SERVICE_ARGS)
+
+# e.g. make doctor DOCTOR_ARGS=--online (one balance request per app key, cached tokens only)
+DOCTOR_ARGS ?=
+doctor: setup ## one screen: mode, server, app keys, data root and its kind, capture day, tokens
+	@$(BIN)/python -m pipelines.commands.doctor $(DOCTOR_ARGS)
 
 sql: setup ## a DuckDB shell on the warehouse, read-only (S3 access set up for an s3:// root)
 	$(BIN)/python -m pipelines.commands.sql
@@ -60,11 +78,21 @@ verify: setup ## read every raw answer and Parquet file of KIS_DATA_ROOT; list w
 repair: setup ## rebuild what is damaged or missing (from raw), then verify (README: Verify and repair)
 	$(BIN)/python -m pipelines.commands.repair
 
-browser: ## Debian's chromium, for the report test (root; CI does this)
-	@command -v chromium >/dev/null || for attempt in 1 2 3; do \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
-		&& break; echo "apt-get failed (attempt $$attempt), retrying" >&2; sleep 10; done
-	@command -v chromium >/dev/null
+# Debian's chromium, and a Korean font (Noto CJK) so the report's Korean is not drawn as boxes;
+# apt-get as root, or through sudo when it asks no password, else the command to run yourself.
+KOREAN_FONT = fc-list ':lang=ko' 2>/dev/null | grep -q . || \
+	dpkg-query -W -f='$${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'ok installed'
+browser: ## Debian's chromium and the Noto CJK font, for the report test and its Korean (CI does this)
+	@missing=""; command -v chromium >/dev/null || missing=" chromium"; \
+	{ $(KOREAN_FONT); } || missing="$$missing fonts-noto-cjk"; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then as=""; elif sudo -n true 2>/dev/null; then as="sudo -n"; else \
+		echo "make browser: needs root to install$$missing; run: sudo apt-get install$$missing" >&2; \
+		exit 1; fi; \
+	for attempt in 1 2 3; do $$as apt-get update -qq && $$as env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq$$missing && break; \
+		echo "apt-get failed (attempt $$attempt), retrying" >&2; sleep 10; done
+	@command -v chromium >/dev/null && { $(KOREAN_FONT); }
 
 postgres-server: ## Debian's PostgreSQL server binaries, for the deployment tests (root; CI does this)
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || for attempt in 1 2 3; do \

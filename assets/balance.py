@@ -18,6 +18,7 @@ from assets.partitions import CAPTURE, daily_partitions, window_freshness
 from assets.resources import KisConfig
 from pipelines import health
 from pipelines.errors import KisBalanceError
+from pipelines.ingest import provenance
 from pipelines.ingest.fetch import (
     DayAction,
     describe_source,
@@ -114,6 +115,8 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
     days, today = _days(context), today_in_seoul()
     landing = RawLanding(settings.data_root)
     source = describe_source(settings)
+    # simulated and real answers never share a root: refused before anything lands
+    provenance.claim(landing.storage, simulated=settings.is_simulated, server=source["server"])
     kept = land_pending(landing)  # before planning: a kept answer may be a past day's only one
     if kept:
         context.log.warning(

@@ -1,5 +1,6 @@
 """The Dagster Definitions of the KIS balance history: load with `-m pipelines.definitions`."""
 
+import importlib
 import os
 import warnings
 from typing import Any
@@ -36,8 +37,36 @@ def resources(kis: KisConfig | None = None) -> dict[str, Any]:
     }
 
 
+#: The module of your own assets: my_assets.py at the repository root (git ignores it there);
+#: examples/my_assets.py is one to start from.
+OWN_ASSETS = "my_assets"
+
+
+def own_assets() -> tuple[list[Any], list[Any]]:
+    """Every asset and asset check in my_assets.py at the repository root; none without one."""
+    try:
+        module = importlib.import_module(OWN_ASSETS)
+    except ModuleNotFoundError as error:
+        if error.name != OWN_ASSETS:
+            raise  # your module is there, and imports something that is not
+        return [], []
+    return (
+        list(dg.load_assets_from_modules([module])),
+        list(dg.load_asset_checks_from_modules([module])),
+    )
+
+
+own_asset_list, own_checks = own_assets()
+
 defs = dg.Definitions(
-    assets=[kis_balance_raw, balance_tables, warehouse_views, portfolio_report],
+    assets=[
+        kis_balance_raw,
+        balance_tables,
+        warehouse_views,
+        portfolio_report,
+        *own_asset_list,
+    ],
+    asset_checks=own_checks,
     jobs=[daily_balance_job, capture_fetch_job, build_day_job, repair_history],
     sensors=[balance_capture],
     resources=resources(),

@@ -88,6 +88,18 @@ class KisBudgetError(KisError):
     """An account's time budget (KIS_ACCOUNT_BUDGET) ran out across its requests and retries."""
 
 
+class NoCachedTokenError(KisError):
+    """A client on a read-only token cache (`make doctor --online`) found no usable token: it
+    never asks for one, as each issuance sends the account holder a KakaoTalk notice."""
+
+    @classmethod
+    def for_key(cls, app_key: str, server: str) -> NoCachedTokenError:
+        return cls(
+            f"no usable token cached for app key …{app_key[-4:]} at {server}; a read-only "
+            "token cache never asks for a new one"
+        )
+
+
 # -- data: what was received, landed or derived ---------------------------------------------
 
 
@@ -140,6 +152,11 @@ class StoreUnreachableError(StorageError, RuntimeError):
 
     Not an OSError: nothing is wrong with the file, so nobody may take it for a damaged or
     missing one. The message names the bucket and key (its s3:// URL)."""
+
+
+class MixedRootError(StorageError, ValueError):
+    """The data root holds answers of the other kind (simulated or real), or of both; the
+    message says what it holds and how to proceed (pipelines.ingest.provenance)."""
 
 
 class LandingError(StorageError, RuntimeError):

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.errors import MissingDayError
+from pipelines.kis import layouts
 from pipelines.lake import parquet, schema
 from pipelines.lake.tables import ParquetTables
 from pipelines.settings import Settings
@@ -54,7 +55,8 @@ def _settings(data_root: Path | str | None) -> Settings:
 
 
 def read_day(data_root: DataRoot, table: str, day: date) -> pd.DataFrame:
-    """One day of `table` from its Parquet file, `snapshot_date` first (from the partition).
+    """One day of `table` from its Parquet file, `snapshot_date` first (from the partition);
+    asset_categories ends with `asset_class`, as in the view of that name.
 
     MissingDayError if the day has no file; DamagedFileError (naming the file) if it cannot be
     read: the next run, or `make repair`, rebuilds it from the day's raw answers."""
@@ -73,7 +75,17 @@ def read_day(data_root: DataRoot, table: str, day: date) -> pd.DataFrame:
             "snapshot"
         ) from None
     dates = pa.array([day] * data.num_rows, pa.date32())
-    return from_arrow(data.add_column(0, schema.PARTITION_COLUMN, dates))
+    data = data.add_column(0, schema.PARTITION_COLUMN, dates)
+    return from_arrow(_with_asset_class(data) if table == "asset_categories" else data)
+
+
+def _with_asset_class(data: pa.Table) -> pa.Table:
+    """asset_categories with the view's last column, asset_class: the roll-up of its row in
+    its layout (pipelines/kis/layouts.py), looked up as the warehouse looks it up."""
+    classes = {(name, seq): c.asset_class for name, seq, c in layouts.labelled_rows()}
+    rows = zip(data["layout"].to_pylist(), data["category_seq"].to_pylist(), strict=True)
+    values = pa.array([classes.get(row) for row in rows], pa.string())
+    return data.append_column("asset_class", values)
 
 
 def day(

@@ -15,7 +15,8 @@ KIS_SIM_FAULTS     faults the embedded simulator injects (see pipelines/kis/faul
 KIS_REQUEST_DEADLINE  seconds one request may take, connect to last byte (default 60).
 KIS_ACCOUNT_BUDGET seconds one account may take, all its requests and retries (default 180).
 KIS_MAX_BODY_BYTES the largest answer body read, in bytes (default 1048576, 1 MiB).
-KIS_DATA_ROOT      where raw JSON, Parquet and the reports live (default: data/ in the repo):
+KIS_DATA_ROOT      where raw JSON, Parquet and the reports live (default: data/ in the repo in
+                   real mode, data/demo/ in simulator mode, so the two never share a root):
                    a local directory, or s3://bucket/prefix in S3-compatible object storage
                    (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION;
                    KIS_S3_CONNECT_TIMEOUT, KIS_S3_READ_TIMEOUT, KIS_S3_ATTEMPTS bound each call).
@@ -152,9 +153,7 @@ class Settings:
         values = _merged(environ, env_file)
         app_key, app_secret = values.get("KIS_APP_KEY"), values.get("KIS_APP_SECRET")
         accounts_file = values.get("KIS_ACCOUNTS_FILE")
-        env = values.get("KIS_ENV") or ("real" if app_key or accounts_file else "sim")
-        if env not in ENVS:
-            raise SettingsError(f"KIS_ENV={env!r}: expected one of {', '.join(ENVS)}")
+        env = _env(values)
         if is_paper_trading_url(values.get("KIS_BASE_URL") or ""):
             raise SettingsError(
                 f"KIS_BASE_URL={values['KIS_BASE_URL']!r} is KIS's paper-trading (모의투자) "
@@ -226,8 +225,27 @@ class Settings:
 def data_root_from_env(
     environ: Mapping[str, str] | None = None, *, env_file: Path | None = None
 ) -> DataRoot:
-    """KIS_DATA_ROOT alone, without the checks the rest of the settings need."""
+    """KIS_DATA_ROOT alone (its default by KIS_ENV), without the checks the rest of the
+    settings need."""
     return _data_root(_merged(environ, env_file or ENV_FILE))
+
+
+def default_data_root(env: str) -> Path:
+    """The data root when KIS_DATA_ROOT is not set: data/ for real accounts, data/demo/ for the
+    simulator, so simulated answers never land beside real ones."""
+    return REPO_ROOT / "data" / "demo" if env == "sim" else REPO_ROOT / "data"
+
+
+def _env(values: Mapping[str, str], *, checked: bool = True) -> str:
+    """KIS_ENV; unset: real when KIS_APP_KEY or KIS_ACCOUNTS_FILE is set, else sim. A value
+    that is neither is refused (`checked`), or else taken as real."""
+    inferred = "real" if values.get("KIS_APP_KEY") or values.get("KIS_ACCOUNTS_FILE") else "sim"
+    env = values.get("KIS_ENV") or inferred
+    if env not in ENVS and not checked:
+        return "real"
+    if env not in ENVS:
+        raise SettingsError(f"KIS_ENV={env!r}: expected one of {', '.join(ENVS)}")
+    return env
 
 
 def capture_from_env(
@@ -241,7 +259,7 @@ def capture_from_env(
 def _data_root(values: Mapping[str, str]) -> DataRoot:
     """KIS_DATA_ROOT: a local folder (relative: to the repository) or s3://bucket/prefix;
     any other URL, or a slip of one, is refused."""
-    text = values.get("KIS_DATA_ROOT") or str(REPO_ROOT / "data")
+    text = values.get("KIS_DATA_ROOT") or str(default_data_root(_env(values, checked=False)))
     try:
         return parse_root(text, values, base=REPO_ROOT)
     except StoreSettingError as error:  # names its own variable

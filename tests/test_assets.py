@@ -173,7 +173,8 @@ def test_past_day_is_rebuilt_from_raw_without_calling_the_server(
     for name in original:
         tables.path(name, day).unlink()
 
-    monkeypatch.setenv("KIS_ENV", "real")
+    # the server named by KIS_BASE_URL (a real-mode run would refuse this root: it holds
+    # simulated answers, see test_provenance.py)
     calls_before = stand_in.requests["balance"]
     result = materialize(day)
     assert result.success, failure_text(result)

@@ -12,9 +12,11 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import duckdb
+import yaml
 
 from pipelines.ingest.fetch import today_in_seoul
 from tests.runs import DEVELOPER_SETTINGS
@@ -23,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 DG = Path(sys.executable).parent / "dg"
 
 
-def dg(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def dg(tmp_path: Path, *args: str, path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`dg` from the repository root; `path` is put first on PYTHONPATH (where my_assets.py is)."""
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -34,6 +37,7 @@ def dg(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "DAGSTER_HOME": str(home),
         # every warning shown, once per place, wherever it comes from
         "PYTHONWARNINGS": "default",
+        **({"PYTHONPATH": str(path)} if path else {}),
     }
     return subprocess.run(
         [str(DG), *args],
@@ -97,3 +101,27 @@ def test_dg_check_defs_and_list_defs_load_the_project(isolated_env: Path, tmp_pa
     }
     assert defs["schedules"] == []  # the capture sensor fetches, not a schedule
     assert [s["name"] for s in defs["sensors"]] == ["balance_capture"]
+
+
+def test_one_code_location_name_under_dg_the_service_and_the_deployments() -> None:
+    name = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]["project"][
+        "code_location_name"
+    ]
+    for workspace in ("workspace.yaml", "deploy/workspace.yaml"):
+        [location] = yaml.safe_load((REPO / workspace).read_text())["load_from"]
+        [(_, where)] = location.items()
+        assert where["location_name"] == name, workspace
+
+
+def test_your_own_assets_from_my_assets_py_are_registered_without_a_warning(
+    isolated_env: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "root"
+    mine.mkdir()
+    (mine / "my_assets.py").write_text((REPO / "examples" / "my_assets.py").read_text())
+    listed = dg(tmp_path, "list", "defs", "--json", path=mine)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    keys = {a["asset_key"] for a in json.loads(listed.stdout)["assets"]}
+    assert {"market_value_by_account", "net_assets_to_date", "kis_balance_raw"} <= keys
+    assert "BackfillPolicy" not in listed.stderr + listed.stdout
+    assert warnings_from_our_code(listed.stderr) == []

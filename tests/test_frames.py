@@ -1,5 +1,5 @@
 """The tables and views as pandas DataFrames: through Dagster (the tables' IO manager, the
-`duckdb` resource, assets of a user's own, the README's example) and in a notebook (`frames`).
+`duckdb` resource, assets of a user's own, examples/my_assets.py) and in a notebook (`frames`).
 
 Days are materialized through Dagster against the embedded simulator, with an account whose
 amounts have 19 digits: a float anywhere on the way would not compare equal.
@@ -7,7 +7,6 @@ amounts have 19 digits: a float anywhere on the way would not compare equal.
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 from decimal import Decimal
 from operator import itemgetter
@@ -64,7 +63,17 @@ def parquet_file(data_root: Path, table: str, day: date) -> pa.Table:
 def assert_is_the_file(frame: pd.DataFrame, data_root: Path, table: str, day: date) -> None:
     """`frame` is the day's Parquet file exactly, with `snapshot_date` (the day) in front."""
     on_disk = parquet_file(data_root, table, day)
-    assert list(frame.columns) == [schema.PARTITION_COLUMN, *on_disk.column_names]
+    looked_up = ["asset_class"] if table == "asset_categories" else []  # as in the view
+    assert list(frame.columns) == [schema.PARTITION_COLUMN, *on_disk.column_names, *looked_up]
+    with duckdb.connect(str(data_root / "warehouse.duckdb"), read_only=True) as con:
+        view = con.execute(f"FROM {table} WHERE snapshot_date = ?", [day]).to_arrow_table()
+    assert list(frame.columns) == view.column_names  # the view's columns, in its order
+    if looked_up:
+        key = ["account_id", "category_seq"]
+        assert (
+            frame.sort_values(key)["asset_class"].tolist()
+            == view.sort_by([(k, "ascending") for k in key])["asset_class"].to_pylist()
+        )
     assert frame[schema.PARTITION_COLUMN].dtype == pd.ArrowDtype(pa.date32())
     assert frame[schema.PARTITION_COLUMN].tolist() == [day] * on_disk.num_rows
     amounts = [f.name for f in schema.TABLES[table] if f.type == schema.AMOUNT]
@@ -78,7 +87,9 @@ def assert_is_the_file(frame: pd.DataFrame, data_root: Path, table: str, day: da
         for value in frame[name].tolist()
     )
     # every column, not only the amounts, round-trips to the file's Arrow table
-    back = pa.Table.from_pandas(frame.drop(columns=schema.PARTITION_COLUMN), preserve_index=False)
+    back = pa.Table.from_pandas(
+        frame.drop(columns=[schema.PARTITION_COLUMN, *looked_up]), preserve_index=False
+    )
     assert back.cast(on_disk.schema).equals(on_disk)
 
 
@@ -181,19 +192,18 @@ def test_the_io_manager_only_loads(isolated_env: Path) -> None:
         manager.handle_output(context, pd.DataFrame({"a": [1]}))
 
 
-def readme_assets() -> dict[str, Any]:
-    """The README's example of assets of your own, run as it is written."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    [code] = re.findall(r"```python\n(# my_assets\.py.*?)```", text, flags=re.S)
+def example_assets() -> dict[str, Any]:
+    """examples/my_assets.py, the assets of your own that the docs show, run as it is written."""
+    path = REPO / "examples" / "my_assets.py"
     namespace: dict[str, Any] = {"__name__": "my_assets"}
-    exec(compile(code, "README.md", "exec", dont_inherit=True), namespace)
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec", dont_inherit=True), namespace)
     return namespace
 
 
-def test_the_readme_assets_run_on_the_tables_and_the_views(
+def test_the_example_assets_run_on_the_tables_and_the_views(
     isolated_env: Path, days: list[date]
 ) -> None:
-    mine = readme_assets()
+    mine = example_assets()
     by_account, net_assets = mine["market_value_by_account"], mine["net_assets_to_date"]
     today = days[-1]
     result = dg.materialize(
@@ -206,14 +216,24 @@ def test_the_readme_assets_run_on_the_tables_and_the_views(
     assert result.success
 
     # pandas on the partition's rows: sums of the file's exact decimals
-    expected: dict[str, Decimal] = {}
+    with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as con:
+        classes = dict(
+            con.execute(
+                "SELECT layout || category_seq, asset_class FROM asset_categories "
+                "WHERE snapshot_date = ?",
+                [today],
+            ).fetchall()
+        )
+    expected: dict[tuple[str, str], Decimal] = {}
     for row in parquet_file(isolated_env, "asset_categories", today).to_pylist():
         if not row["is_total"]:
-            expected[row["account_id"]] = expected.get(row["account_id"], 0) + row["evlu_amt"]
+            key = (row["account_id"], classes[f"{row['layout']}{row['category_seq']}"])
+            expected[key] = expected.get(key, 0) + row["evlu_amt"]
     summed = result.output_for_node("market_value_by_account")
     assert summed["evlu_amt"].dtype.pyarrow_dtype.scale == 8  # still an exact decimal
-    assert dict(zip(summed["account_id"], summed["evlu_amt"], strict=True)) == expected
-    assert len(expected) == 3
+    pairs = zip(summed["account_id"], summed["asset_class"], strict=True)
+    assert dict(zip(pairs, summed["evlu_amt"], strict=True)) == expected
+    assert len({account for account, _ in expected}) == 3 and len(expected) > 6
 
     # SQL through the duckdb resource: the view's rows up to the day, exact
     history = result.output_for_node("net_assets_to_date")

@@ -111,7 +111,8 @@ def test_a_30_day_range_rebuilds_from_raw_in_one_run_byte_for_byte(
     for name, day in original:
         tables.path(name, day).unlink()
 
-    monkeypatch.setenv("KIS_ENV", "real")
+    # still simulator mode, with the stand-in as its server: a real-mode run would refuse a root
+    # of simulated answers (test_provenance.py)
     calls = stand_in.requests["balance"]
     result = run(days, instance)
     assert result.success, failure_text(result)
@@ -199,6 +200,6 @@ def test_two_runs_of_one_partition_at_once_leave_one_consistent_snapshot(
         ).fetchall()
     assert sorted(pairs) == [("12345678-01", True), ("12345678-21", True)]
     assert counts == [("12345678-01", 20), ("12345678-21", 17)]
-    raw = sorted((isolated_env / "raw").rglob("*.json"))
+    raw = sorted((isolated_env / "raw" / "CTRP6548R").rglob("*.json"))
     assert len(raw) == 4  # both runs' fetches are kept
     assert all(json.loads(p.read_text())["format"] == "kis-balance-raw/1" for p in raw)

@@ -176,7 +176,8 @@ def test_the_bucket_holds_the_local_layout_and_nothing_stays_local(
     month = closed_month_days(s3.days[-1])[0]
     for table in ("asset_categories", "account_summary"):
         assert f"compacted/{table}/{month:%Y-%m}.parquet" in in_bucket
-    assert sum(key.startswith("raw/") for key in in_bucket) == 2 * len(s3.days)
+    assert sum(key.startswith("raw/CTRP6548R/") for key in in_bucket) == 2 * len(s3.days)
+    assert "raw/provenance.json" in in_bucket  # the root's kind, recorded by its first run
     assert {key for key in in_bucket if key.startswith("reports/")} == {
         f"reports/portfolio-{day}.html" for day in s3.days
     }

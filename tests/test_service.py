@@ -100,6 +100,30 @@ def test_the_units_run_the_daemon_and_the_ui_from_this_checkout(tmp_path: Path) 
     assert service.default_dagster_home().parts[-3:] == ("state", "kis-balance-history", "dagster")
 
 
+def make_dagster_home(config: Path) -> str:
+    """The instance `make run` records its runs in, with XDG_CONFIG_HOME=`config`."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config)}
+    done = subprocess.run(
+        ["make", "-s", "dagster-home"], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_make_run_uses_the_instance_of_the_service_installed_for_this_checkout(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config"
+    assert make_dagster_home(config) == str(REPO_ROOT / ".dagster")  # no service
+    units = config / "systemd" / "user"
+    home = tmp_path / "state with space" / "dagster 100%"
+    other = tmp_path / "other checkout"
+    service.install(unit_dir=units, dagster_home=home, venv=REPO_ROOT / ".venv", repo=other)
+    assert make_dagster_home(config) == str(REPO_ROOT / ".dagster")  # another checkout's
+    service.install(unit_dir=units, dagster_home=home, venv=REPO_ROOT / ".venv")
+    assert make_dagster_home(config) == str(home)
+
+
 # -- the daemon and the UI, for real ----------------------------------------------------------
 
 
@@ -193,7 +217,7 @@ class Ui:
     def ticks(self) -> list[dict[str, Any]]:
         data = self.query(
             "{ sensorOrError(sensorSelector: {repositoryLocationName: "
-            '"pipelines.definitions", repositoryName: "__repository__", '
+            '"kis_balance_history", repositoryName: "__repository__", '
             'sensorName: "balance_capture"}) { ... on Sensor { sensorState { ticks(limit: 50) '
             "{ status timestamp skipReason runIds } } } } }"
         )

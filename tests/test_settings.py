@@ -44,7 +44,8 @@ def test_defaults_are_the_embedded_simulator() -> None:
     assert {a.product_code for a in settings.accounts} == {"01", "21"}  # both layouts
     assert len({a.cano for a in settings.accounts}) == 1
     assert settings.custtype == "P"
-    assert settings.data_root == (pipelines.settings.REPO_ROOT / "data").resolve()
+    # the simulator's data never lands beside a real history (data/)
+    assert settings.data_root == (pipelines.settings.REPO_ROOT / "data" / "demo").resolve()
 
 
 def test_process_environment_is_read_when_no_mapping_is_given(

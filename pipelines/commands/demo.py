@@ -1,8 +1,9 @@
 """`make demo`: a month of simulated history plus today's partition, then a look at the result.
 
-Always runs against the simulator. If your configuration selects real mode, the demo writes to
-data/demo/ instead, so simulated numbers never mix with your real history. Its days are the
-capture days (KIS_CAPTURE_DAYS) of the past month and today, if today is one.
+Always runs against the simulator, into data/demo/ (simulator mode's data root; KIS_DATA_ROOT if
+you set one in simulator mode). If your configuration selects real mode, its KIS_DATA_ROOT and
+KIS_WAREHOUSE are left alone: simulated numbers never mix with your real history. Its days are
+the capture days (KIS_CAPTURE_DAYS) of the past month and today, if today is one.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import duckdb
 
 from pipelines.ingest.capture import CaptureSettings
 from pipelines.ingest.fetch import today_in_seoul
-from pipelines.settings import REPO_ROOT, Settings, capture_from_env
+from pipelines.settings import Settings, capture_from_env, default_data_root
 from pipelines.warehouse import warehouse
 
 HISTORY_DAYS = 30
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 DEMO_QUERIES = (
     "SELECT snapshot_date, account_id, net_assets, total_assets, cash, loans, net_assets_change\n"
     "FROM net_asset_history ORDER BY snapshot_date DESC, account_id LIMIT 6",
@@ -61,10 +63,19 @@ def headline(con: duckdb.DuckDBPyConnection) -> str:
     )
 
 
+def failed(result: dg.ExecuteInProcessResult) -> int:
+    """Print why a run failed (each failed step's one-line reason) and return the exit status."""
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        reason = data.user_failure_data.description if data.user_failure_data else None
+        print(f"  {event.step_key}: {reason or (data.error.message if data.error else '?')}")
+    return 1
+
+
 def main() -> int:
     configured = Settings.from_env()
     today = today_in_seoul()
-    days = demo_days(today, capture_from_env())
+    days = demo_days(today, capture_from_env(), HISTORY_DAYS)
     # The partitions are built when the assets are imported: from the demo's first day.
     os.environ["KIS_HISTORY_START"] = days[0].isoformat()
     from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
@@ -74,7 +85,7 @@ def main() -> int:
     if configured.is_simulated:
         data_root, warehouse_file = configured.data_root, configured.warehouse
     else:  # never beside real history, in the data root or in KIS_WAREHOUSE
-        data_root = REPO_ROOT / "data" / "demo"
+        data_root = default_data_root("sim")
         warehouse_file = data_root / warehouse.FILE_NAME
     kis = KisConfig(
         env="sim",
@@ -93,22 +104,35 @@ def main() -> int:
     )
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     started = time.perf_counter()
-    for day in days:
-        # the views and the report once, on the last day; each day's tables on every day
-        selection = None if day == days[-1] else [kis_balance_raw.key, *balance_tables.keys]
+    every_asset = [kis_balance_raw, balance_tables, warehouse_views, portfolio_report]
+    for day in days:  # each day's answers and tables, as the capture sensor would have
         result = dg.materialize(
-            [kis_balance_raw, balance_tables, warehouse_views, portfolio_report],
+            every_asset,
             partition_key=day.isoformat(),
             resources=resources(kis),
             instance=instance,
-            selection=selection,
+            selection=[kis_balance_raw.key, *balance_tables.keys],
             raise_on_error=False,
             run_config=QUIET,
         )
         status = "ok" if result.success else "FAILED"
         print(f"  {day} {'(today) ' if day == today else ''}{status}")
         if not result.success:
-            return 1
+            return failed(result)
+    # the views once and every day's report, in one run over the whole range: no partition of
+    # theirs is left missing in the UI
+    result = dg.materialize(
+        every_asset,
+        tags={RANGE_START: days[0].isoformat(), RANGE_END: days[-1].isoformat()},
+        resources=resources(kis),
+        instance=instance,
+        selection=[warehouse_views.key, portfolio_report.key],
+        raise_on_error=False,
+        run_config=QUIET,
+    )
+    print(f"  views and {len(days)} reports {'ok' if result.success else 'FAILED'}")
+    if not result.success:
+        return failed(result)
     print(f"Materialized {len(days)} daily partitions in {time.perf_counter() - started:.1f} s.\n")
 
     warehouse_path = settings.warehouse

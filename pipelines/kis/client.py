@@ -28,6 +28,7 @@ from pipelines.errors import (
     KisError,
     KisGatewayError,
     KisProtocolError,
+    NoCachedTokenError,
 )
 from pipelines.kis import deadlines, protocol, ratelimit, retry, transport
 from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
@@ -224,6 +225,8 @@ class KisClient:
 
     def _issue_token(self) -> Token:
         what = "token issuance (/oauth2/tokenP)"
+        if self.token_cache.read_only:  # make doctor --online: never a token without asking
+            raise NoCachedTokenError.for_key(self.credentials.app_key, self.server_id)
         log.info("Issuing a new KIS access token for app key …%s", self.credentials.app_key[-4:])
 
         def issue() -> Token:

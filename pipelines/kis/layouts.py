@@ -201,6 +201,16 @@ PRODUCT21_16 = Layout(
 KNOWN: tuple[Layout, ...] = (STANDARD_20, PRODUCT21_17, STANDARD_19, PRODUCT21_16)
 
 
+def labelled_rows() -> list[tuple[str, int, Category]]:
+    """Every layout's rows as (layout name, 1-based category_seq, category): how the warehouse's
+    category_labels table and the DataFrames look up a row's asset class."""
+    return [
+        (layout.name, seq, category)
+        for layout in KNOWN
+        for seq, category in enumerate(layout.categories, start=1)
+    ]
+
+
 def for_product(product_code: str) -> Layout:
     """The layout the service currently sends for an account product code."""
     return next(layout for layout in KNOWN if layout.serves(product_code) and layout.current)

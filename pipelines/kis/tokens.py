@@ -41,9 +41,18 @@ def default_cache_dir() -> Path:
 class TokenCache:
     """File-backed token store keyed by (server, app key); the key itself is only hashed."""
 
-    def __init__(self, directory: Path | None = None, *, margin: timedelta = timedelta(minutes=10)):
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        margin: timedelta = timedelta(minutes=10),
+        read_only: bool = False,
+    ):
         self.directory = directory or default_cache_dir()
         self.margin = margin
+        #: A cache only read, never written: a client on it uses what is cached and never asks
+        #: for a new token (NoCachedTokenError): `make doctor --online`.
+        self.read_only = read_only
 
     def path_for(self, server: str, app_key: str) -> Path:
         digest = hashlib.sha256(f"{server}\n{app_key}".encode()).hexdigest()[:24]
@@ -55,17 +64,24 @@ class TokenCache:
 
     def locked(self, server: str, app_key: str) -> contextlib.AbstractContextManager[None]:
         """Hold an exclusive lock so that concurrent runs issue one token, not two."""
+        if self.read_only:  # nothing is issued, so nothing to keep others from
+            return contextlib.nullcontext()
         self._ensure_dir()
         return files.locked(self.path_for(server, app_key).with_suffix(".lock"))
 
     def load(self, server: str, app_key: str, *, now: datetime) -> Token | None:
-        path = self.path_for(server, app_key)
+        token = self.peek(server, app_key)
+        return token if token is not None and token.usable_at(now, self.margin) else None
+
+    def peek(self, server: str, app_key: str) -> Token | None:
+        """The cached token, expired or not (None if there is none or it cannot be read): what
+        `make doctor` shows (its expiry only, never the token)."""
         try:
-            data = json.loads(path.read_text())
-            token = Token(data["access_token"], datetime.fromisoformat(data["expires_at"]))
-            return token if token.usable_at(now, self.margin) else None
-        except (OSError, ValueError, KeyError, TypeError):  # unreadable or naive: issue anew
+            data = json.loads(self.path_for(server, app_key).read_text())
+            token = Token(str(data["access_token"]), datetime.fromisoformat(data["expires_at"]))
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable: issue anew
             return None
+        return token if token.expires_at.tzinfo is not None else None  # naive: issue anew
 
     def save(self, server: str, app_key: str, token: Token) -> None:
         self._ensure_dir()
@@ -88,5 +104,7 @@ class TokenCache:
             raise
 
     def discard(self, server: str, app_key: str) -> None:
+        if self.read_only:
+            return
         with contextlib.suppress(FileNotFoundError):
             self.path_for(server, app_key).unlink()

@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import jinja2
 
+from pipelines.ingest import provenance
 from pipelines.reporting import charts, money
 from pipelines.storage.roots import DataRoot, Location, Storage, open_root
 from pipelines.warehouse import views, warehouse
@@ -391,12 +392,24 @@ def _accounts(con: duckdb.DuckDBPyConnection, day: date) -> list[dict[str, Any]]
     ]
 
 
+def _simulated(con: duckdb.DuckDBPyConnection) -> str | None:
+    """ "simulated" or "mixed" when the warehouse's data came from the simulator (all or some of
+    it: the table data_source), for the report's banner; None for real data."""
+    try:
+        row = con.execute("SELECT kind FROM data_source").fetchone()
+    except duckdb.CatalogException:  # a warehouse built before the table existed
+        return None
+    kind = row[0] if row else None
+    return kind if kind in (provenance.SIMULATED, provenance.MIXED) else None
+
+
 def render_report(con: duckdb.DuckDBPyConnection, day: date) -> str:
     """The portfolio report for `day` as one self-contained HTML page (inline CSS and SVG)."""
     incomplete = _incomplete_days(con, day)
     return _render(
         "report.html.j2",
         day=day,
+        simulated=_simulated(con),
         totals=_totals(con, day),
         asset_classes=_asset_classes(con, day),
         categories=_categories(con, day),

@@ -75,6 +75,9 @@ GLOSSARY: dict[str, str] = {
     "within_band": "Whether the actual weight is within target ± tolerance.",
     "capture_day": "A capture day (KIS_CAPTURE_DAYS, Asia/Seoul) whose capture window closed "
     "without the account's snapshot: a gap that can no longer be filled.",
+    "is_simulated": "True when the data root's answers came from the KIS simulator (make demo, "
+    "KIS_ENV=sim), not a real account: simulated numbers; NULL when the root holds both kinds "
+    "(make doctor). The table data_source says it once.",
     "month": "The month (its first day).",
     "is_consolidated": "True on the row of every account together (account_id NULL), false on "
     "one account's row.",

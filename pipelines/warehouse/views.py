@@ -88,6 +88,10 @@ def _like_for_like(period: str, previous: str) -> str:
     """
 
 
+#: The column that marks simulated data, from the one-row table data_source (a root holds
+#: answers of one kind only: pipelines/ingest/provenance.py).
+IS_SIMULATED = "(SELECT is_simulated FROM data_source) AS is_simulated"
+
 DERIVED_VIEWS: dict[str, tuple[str, str]] = {
     "latest_allocation": (
         "Each account's newest snapshot, one row per category (합계 row included).",
@@ -118,7 +122,8 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
             net_assets - lag(net_assets) OVER w AS net_assets_change,
             net_assets - first_value(net_assets IGNORE NULLS) OVER w
                 AS net_assets_change_since_first,
-            fetched_at
+            fetched_at,
+            {IS_SIMULATED}
         FROM days
         WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
         """,
@@ -200,7 +205,8 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
                c.accounts = e.accounts_expected AS is_complete, e.missing_accounts,
                c.net_assets, c.total_assets, c.securities_value, c.cash, c.loans,
                c.unrealized_pnl, c.previous_snapshot_date,
-               {_like_for_like("date", "CAST(c.previous_snapshot_date AS VARCHAR)")}
+               {_like_for_like("date", "CAST(c.previous_snapshot_date AS VARCHAR)")},
+               {IS_SIMULATED}
         FROM c JOIN expected e USING (snapshot_date)
         """,
     ),

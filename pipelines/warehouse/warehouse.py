@@ -21,6 +21,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
+from pipelines.ingest import provenance
 from pipelines.ingest.capture import TIME_ZONE, CaptureCalendar
 from pipelines.kis import layouts
 from pipelines.lake import schema
@@ -83,9 +84,8 @@ def on_day(sql: str, day: date) -> str:
 def _category_labels_sql() -> str:
     """Every layout's rows as a table: the labels and asset classes, declared in layouts.py."""
     rows = ", ".join(
-        f"({_quote(layout.name)}, {seq}, {_quote(c.code)}, {_quote(c.asset_class)})"
-        for layout in layouts.KNOWN
-        for seq, c in enumerate(layout.categories, start=1)
+        f"({_quote(name)}, {seq}, {_quote(c.code)}, {_quote(c.asset_class)})"
+        for name, seq, c in layouts.labelled_rows()
     )
     return (
         "CREATE TABLE category_labels (layout VARCHAR, category_seq SMALLINT, "
@@ -301,6 +301,7 @@ def _build(
                 con.execute(_root_macro_sql(storage))
             con.execute(_category_labels_sql())
             _create_capture_tables(con, capture)
+            _create_data_source(con, provenance.survey(storage))
             for name, comment in TABLE_COMMENTS.items():
                 try:  # binding the view reads a file's footer
                     con.execute(
@@ -357,6 +358,19 @@ def _create_capture_tables(
     if calendar.accounts:
         rows = ", ".join(f"({_quote(account)})" for account in calendar.accounts)
         con.execute(f"INSERT INTO capture_accounts VALUES {rows}")
+
+
+def _create_data_source(con: duckdb.DuckDBPyConnection, found: provenance.RootKind) -> None:
+    """data_source, one row: whether the root's answers came from the simulator, which the
+    views' is_simulated column and the report's banner say."""
+    simulated = {True: "true", False: "false", None: "NULL"}[found.is_simulated]
+    con.execute(
+        "CREATE TABLE data_source (kind VARCHAR, is_simulated BOOLEAN);"
+        f"INSERT INTO data_source VALUES ({_quote(found.kind)}, {simulated});"
+        "COMMENT ON TABLE data_source IS 'Where the data root''s answers came from when the "
+        "warehouse was built: kind simulated (the KIS simulator: make demo, KIS_ENV=sim), real, "
+        "empty or mixed (see raw/provenance.json and make doctor)'"
+    )
 
 
 def _create_drift(con: duckdb.DuckDBPyConnection, targets: list[Target]) -> None:
