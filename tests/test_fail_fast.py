@@ -157,6 +157,7 @@ def assert_one_line_for_the_key(ran: Ran, *expected: str) -> None:
     for text in expected:
         assert text in line, line
     assert "landed 0 account(s), withheld 0, failed 2" in ran.output
+    assert "simulated:" not in ran.output  # a real run
     assert RIGHT.app_secret not in ran.output
 
 

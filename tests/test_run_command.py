@@ -64,6 +64,9 @@ def test_the_summary_holds_what_landed_and_one_line_per_failure(
     lines = ran.output.splitlines()
     ids = ", ".join(a.id for a in ACCOUNTS)
     assert f"{today}: landed 2 account(s) ({ids}), withheld 0, failed 0" in lines
+    assert (
+        f"simulated: balances from the KIS simulator, not a real account ({isolated_env})" in lines
+    )
     served = {account.id: served_net_assets(account, today) for account in ACCOUNTS}
     for account, amount in served.items():
         assert f"  {account}  {won(amount)}" in lines

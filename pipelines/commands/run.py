@@ -374,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         # the configured ones, or every earlier such weekday would show as a missed capture
         health.build_warehouse(settings)
     summary = read_summary(settings, run_plan.days[-1])
+    if settings.is_simulated:
+        print(
+            f"simulated: balances from the KIS simulator, not a real account ({settings.data_root})"
+        )
     for line in summary_lines(outcome, summary, run_plan.days):
         print(line)
     print(f"Dagster's log of this run: {log_path}" + (f" (run {run_id})" if run_id else ""))
