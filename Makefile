@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo run ui service doctor dagster-home sql export verify repair browser postgres-server simulator test lint typecheck bench check
+.PHONY: help setup demo run ui service doctor dagster-home sql export verify status repair browser postgres-server simulator test lint typecheck bench check
 
 # What the targets write (the data root, the warehouse, Dagster's instance in DAGSTER_HOME) is
 # readable by you only: files 0600, folders 0700. chmod also tightens what older versions left.
@@ -43,10 +43,13 @@ SERVICE_DAGSTER_HOME = $(shell [ -f "$(SERVICE_UNIT)" ] && awk -v repo="$(CURDIR
 	gsub(/%%/, "%"); home = $$0 } END { if (dir == repo) print home }' "$(SERVICE_UNIT)")
 RUN_DAGSTER_HOME = $(or $(SERVICE_DAGSTER_HOME),$(DAGSTER_HOME))
 
-# e.g. make run RUN_ARGS=--anyway, RUN_ARGS=2026-11-25, RUN_ARGS="2026-11-02...2026-11-06 -v"
+# e.g. make run RUN_ARGS=--anyway, RUN_ARGS=2026-11-25, RUN_ARGS="2026-11-02...2026-11-06 -v";
+# invalid settings stop it in one line (VERBOSE=1: with the traceback, and Dagster's log)
 RUN_ARGS ?=
 run: setup ## today's partition (dg launch), then what it did: accounts, net assets, warnings, report
-	$(PRIVATE) DAGSTER_HOME="$(RUN_DAGSTER_HOME)" $(BIN)/python -m pipelines.commands.run $(RUN_ARGS)
+	@$(BIN)/python -m pipelines.commands.check_settings $(if $(VERBOSE),--verbose)
+	$(PRIVATE) DAGSTER_HOME="$(RUN_DAGSTER_HOME)" \
+		$(BIN)/python -m pipelines.commands.run $(if $(VERBOSE),--verbose) $(RUN_ARGS)
 
 dagster-home: ## the Dagster instance (DAGSTER_HOME) `make run` records its runs in
 	@echo "$(RUN_DAGSTER_HOME)"
@@ -74,6 +77,12 @@ export: setup ## write views to CSV and Parquet in exports/ (exact decimals; EXP
 
 verify: setup ## read every raw answer and Parquet file of KIS_DATA_ROOT; list what is damaged
 	$(BIN)/python -m pipelines.commands.verify
+
+# e.g. make status STATUS_ARGS="--days 10"; runs are read from the instance `make run` uses
+STATUS_ARGS ?=
+status: setup ## each account's state today and the last capture days (docs/notifications.md)
+	$(PRIVATE) DAGSTER_HOME="$(RUN_DAGSTER_HOME)" \
+		$(BIN)/python -m pipelines.commands.status $(STATUS_ARGS)
 
 repair: setup ## rebuild what is damaged or missing (from raw), then verify (README: Verify and repair)
 	$(BIN)/python -m pipelines.commands.repair

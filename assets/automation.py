@@ -18,7 +18,7 @@ from datetime import datetime
 import dagster as dg
 
 from assets.partitions import CAPTURE, FIRST_DAY
-from assets.resources import KisConfig
+from assets.resources import KisResource
 from pipelines.ingest import capture
 from pipelines.ingest.landing import RawLanding
 from pipelines.kis.protocol import Account
@@ -91,7 +91,7 @@ clock: Callable[[], datetime] = now_in_seoul
         "still without today's snapshot, until all have it. Never two runs of a day at once."
     ),
 )
-def balance_capture(context: dg.SensorEvaluationContext, kis: KisConfig) -> dg.SensorResult:
+def balance_capture(context: dg.SensorEvaluationContext, kis: KisResource) -> dg.SensorResult:
     settings = kis.settings()
     landing = RawLanding(settings.data_root)
     now = clock()
@@ -100,7 +100,7 @@ def balance_capture(context: dg.SensorEvaluationContext, kis: KisConfig) -> dg.S
         filters=dg.RunsFilter(tags={"dagster/partition": today}, statuses=IN_FLIGHT), limit=1
     )
     decision = capture.decide(
-        CAPTURE,  # as the partitions were built, even if .env changed since
+        CAPTURE,  # as the partitions were built, even if kis.env changed since
         now,
         accounts=[account.id for account in settings.accounts],
         landed=lambda day: capture.landed_accounts(landing, day),

@@ -1,4 +1,3 @@
-# longer than 450 lines: until issue 17 moves its helpers out (remove this note then)
 """Assets of the balance history: raw landing → tidy Parquet tables → DuckDB views."""
 
 import base64
@@ -15,24 +14,22 @@ import pyarrow as pa
 
 from assets import io_managers
 from assets.partitions import CAPTURE, daily_partitions, window_freshness
-from assets.resources import KisConfig
+from assets.repair import sweep_leftovers
+from assets.resources import KisResource
+from assets.verdict import EVERY_ACCOUNT, RAW, failed_accounts_metadata, reason, run_verdict
 from pipelines import health
 from pipelines.errors import KisBalanceError
 from pipelines.ingest import provenance
 from pipelines.ingest.fetch import (
     DayAction,
     describe_source,
-    fetch_and_land,
     land_pending,
     plan_days,
     today_in_seoul,
 )
 from pipelines.ingest.landing import RawLanding
-from pipelines.kis.protocol import KisApiError
 from pipelines.lake import schema
 from pipelines.reporting import day_summary, report
-from pipelines.settings import Settings
-from pipelines.storage.roots import open_root
 from pipelines.tidy import build as tidy
 from pipelines.tidy import checks
 from pipelines.warehouse import warehouse
@@ -44,7 +41,6 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 GROUP = "kis_balance"
 #: A backfill of many days is one run: one process, one fetch plan, one warehouse rebuild.
 SINGLE_RUN = dg.BackfillPolicy.single_run()
-RAW = dg.AssetKey("kis_balance_raw")
 
 
 @contextmanager
@@ -55,29 +51,6 @@ def explained_failures() -> Iterator[None]:
         yield
     except KisBalanceError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
-
-
-#: Data roots this process has swept: once per run (its process) is enough.
-_SWEPT: set[str] = set()
-
-
-def _sweep_leftovers(context: dg.AssetExecutionContext, settings: Settings) -> None:
-    """Remove what killed runs left in the data root (staged files; in object storage, uploads
-    never completed) once older than any run can live; never fails the run."""
-    root = str(settings.data_root)
-    if root in _SWEPT:
-        return
-    _SWEPT.add(root)
-    try:
-        removed = open_root(settings.data_root).sweep()
-    except Exception as error:  # e.g. a store that refuses to list multipart uploads
-        context.log.warning(f"could not sweep the leftovers of killed runs in {root}: {error}")
-        return
-    if removed:
-        context.log.info(
-            f"removed {len(removed)} leftover(s) of killed runs: {', '.join(removed[:10])}"
-            + (" …" if len(removed) > 10 else "")
-        )
 
 
 def _days(context: dg.AssetExecutionContext) -> list[date]:
@@ -104,14 +77,14 @@ def column_schema(arrow_schema: pa.Schema) -> dg.TableSchema:
         "live; a past partition is rebuilt from what was landed on that day."
     ),
 )
-def kis_balance_raw(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
+def kis_balance_raw(context: dg.AssetExecutionContext, kis: KisResource) -> dg.MaterializeResult:
     with explained_failures():
         return _land_days(context, kis)
 
 
-def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
+def _land_days(context: dg.AssetExecutionContext, kis: KisResource) -> dg.MaterializeResult:
     settings = kis.settings()
-    _sweep_leftovers(context, settings)
+    sweep_leftovers(context, settings)
     days, today = _days(context), today_in_seoul()
     landing = RawLanding(settings.data_root)
     source = describe_source(settings)
@@ -139,11 +112,8 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
         if plan is DayAction.REBUILD_FROM_RAW:
             context.log.info(f"{day}: {plan.value}")
             continue
-        fetched = fetch_and_land(
-            settings,
-            landing,
-            day,
-            sim_as_of=day if plan is DayAction.FETCH_SIMULATED_PAST else None,
+        fetched = kis.fetch_and_land(
+            landing, day, sim_as_of=day if plan is DayAction.FETCH_SIMULATED_PAST else None
         )
         # one line per day: each log line is an event Dagster stores (milliseconds apiece)
         context.log.info(
@@ -164,17 +134,7 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.Material
     metadata["landed_accounts"] = sorted(set(landed)) or sorted(
         {p.parent.name for day in days for p in landing.latest_files(day)}
     )
-    failed_accounts = {
-        key.split(" ", 1)[1] if len(days) == 1 else key: {
-            **(
-                {"msg_cd": error.msg_cd, "msg1": error.msg1}
-                if isinstance(error, KisApiError)
-                else {}
-            ),
-            "error": str(error),
-        }
-        for key, error in failures.items()
-    }
+    failed_accounts = failed_accounts_metadata(failures, one_day=len(days) == 1)
     empty = [day for day in days if not landing.latest_files(day)]
     if empty:
         # nothing at all to build those days from: stop here, naming every failed account
@@ -225,6 +185,9 @@ TABLE_DESCRIPTIONS = {
             partitions_def=daily_partitions,
             description=f"{TABLE_DESCRIPTIONS[name]} parquet/{name}/snapshot_date=…/data.parquet",
             metadata={"dagster/column_schema": column_schema(table_schema)},
+            # the day's tables, like the views: stale in the UI after a window closes without
+            # a run that built them
+            freshness_policy=window_freshness(CAPTURE),
         )
         # the asset writes its own files; downstream assets load them as DataFrames
         .with_io_manager_key(io_managers.KEY)
@@ -240,10 +203,10 @@ TABLE_DESCRIPTIONS = {
     backfill_policy=SINGLE_RUN,
 )
 def balance_tables(
-    context: dg.AssetExecutionContext, kis: KisConfig
+    context: dg.AssetExecutionContext, kis: KisResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     settings = kis.settings()
-    _sweep_leftovers(context, settings)  # a build_day run lands nothing: its first step
+    sweep_leftovers(context, settings)  # a build_day run lands nothing: its first step
     with explained_failures():
         result = tidy.build_days(settings.data_root, _days(context))
     check_results: dict[str, list[dg.AssetCheckResult]] = {name: [] for name in schema.TABLES}
@@ -333,7 +296,7 @@ def balance_tables(
         "it read-only from anywhere."
     ),
 )
-def warehouse_views(context: dg.AssetExecutionContext, kis: KisConfig) -> dg.MaterializeResult:
+def warehouse_views(context: dg.AssetExecutionContext, kis: KisResource) -> dg.MaterializeResult:
     settings = kis.settings()
     with explained_failures():
         # every configured account, also in a run the capture sensor narrowed to a few;
@@ -408,37 +371,6 @@ def _whole_won(amount: Any) -> int | None:
     return int(amount) if amount is not None else None
 
 
-#: The run's verdict, on its last asset: the day is in the views for every account, or the run
-#: fails naming each one that is not, after the others were written.
-EVERY_ACCOUNT = "every_account_captured"
-
-
-def _run_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> list[dict[str, Any]]:
-    """Metadata of every materialization of `key` in this run, as plain values."""
-    records = context.instance.get_records_for_run(
-        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
-    return [
-        {name: value.value for name, value in materialization.metadata.items()}
-        for record in records
-        if (materialization := record.event_log_entry.asset_materialization) is not None
-        and materialization.asset_key == key
-    ]
-
-
-def _verdict(context: dg.AssetExecutionContext) -> dict[str, dict[str, Any]]:
-    """Accounts this run fetched without success, or whose answer was withheld: account (or
-    "YYYY-MM-DD account" in a range) → what the server or the checks said."""
-    verdict: dict[str, dict[str, Any]] = {}
-    for metadata in _run_metadata(context, RAW):
-        verdict.update(metadata.get("failed_accounts") or {})
-    for metadata in _run_metadata(context, dg.AssetKey("asset_categories")):
-        for key, reason in (metadata.get("withheld_accounts") or {}).items():
-            label = key.split(" ", 1)[1] if len(context.partition_keys) == 1 else key
-            verdict.setdefault(label, {"withheld": reason})
-    return verdict
-
-
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
@@ -461,7 +393,7 @@ def _verdict(context: dg.AssetExecutionContext) -> dict[str, dict[str, Any]]:
     ),
 )
 def portfolio_report(
-    context: dg.AssetExecutionContext, kis: KisConfig
+    context: dg.AssetExecutionContext, kis: KisResource
 ) -> Iterator[dg.MaterializeResult]:
     settings = kis.settings()
     days = _days(context)
@@ -474,8 +406,8 @@ def portfolio_report(
     paths, chart, shown = warehouse.read(settings.data_root, settings.warehouse, write_reports)
     # the UI's Markdown shows a data: image (an <img>, so the SVG is inert)
     image = base64.b64encode(chart.encode()).decode()
-    verdict = _verdict(context)
-    problems = [f"{account}: {_reason(what)}" for account, what in verdict.items()]
+    verdict = run_verdict(context)
+    problems = [f"{account}: {reason(what)}" for account, what in verdict.items()]
     yield dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(paths[-1])),
@@ -511,8 +443,3 @@ def portfolio_report(
             },
             allow_retries=False,
         )
-
-
-def _reason(what: dict[str, Any]) -> str:
-    """What the server said (msg_cd and msg1 are in the error's text) or why it was withheld."""
-    return str(what.get("withheld") or what.get("error"))

@@ -1,9 +1,34 @@
-"""The `repair_history` job: `make repair` from the Dagster UI (pipelines/health.py does it)."""
+"""The `repair_history` job: `make repair` from the Dagster UI (pipelines/health.py does it);
+and the sweep of what killed runs left, at the start of a run."""
 
 import dagster as dg
 
-from assets.resources import KisConfig
+from assets.resources import KisResource
 from pipelines import health
+from pipelines.settings import Settings
+from pipelines.storage.roots import open_root
+
+#: Data roots this process has swept: once per run (its process) is enough.
+_SWEPT: set[str] = set()
+
+
+def sweep_leftovers(context: dg.AssetExecutionContext, settings: Settings) -> None:
+    """Remove what killed runs left in the data root (staged files; in object storage, uploads
+    never completed) once older than any run can live; never fails the run."""
+    root = str(settings.data_root)
+    if root in _SWEPT:
+        return
+    _SWEPT.add(root)
+    try:
+        removed = open_root(settings.data_root).sweep()
+    except Exception as error:  # e.g. a store that refuses to list multipart uploads
+        context.log.warning(f"could not sweep the leftovers of killed runs in {root}: {error}")
+        return
+    if removed:
+        context.log.info(
+            f"removed {len(removed)} leftover(s) of killed runs: {', '.join(removed[:10])}"
+            + (" …" if len(removed) > 10 else "")
+        )
 
 
 @dg.op(
@@ -12,7 +37,7 @@ from pipelines import health
     "warehouse), then verify every raw answer and Parquet file. A damaged raw answer is never "
     "rewritten: it is reported and recorded as dealt with, its account's day keeping what it had."
 )
-def repair_data_root(context: dg.OpExecutionContext, kis: KisConfig) -> None:
+def repair_data_root(context: dg.OpExecutionContext, kis: KisResource) -> None:
     settings = kis.settings()
     repaired = health.repair(settings)
     for damage in repaired.healed:

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from bench.common import env_int, median, seconds, verdict
 from bench.flatten_speed import snapshots_for
+from pipelines.ingest import provenance
 from pipelines.kis.protocol import Account
 from pipelines.lake import compaction, schema
 from pipelines.lake.compaction import CompactedMonths
@@ -95,6 +96,7 @@ def baseline_connection(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
     con.execute(warehouse.PERCENT_MACRO)
     con.execute(warehouse._category_labels_sql())
     warehouse._create_capture_tables(con, None)  # missed_captures reads them
+    warehouse._create_data_source(con, provenance.RootKind(provenance.SIMULATED))  # is_simulated
     for name, path in files.items():
         columns = ", ".join([schema.PARTITION_COLUMN, *schema.TABLES[name].names])
         base = f"SELECT {columns} FROM read_parquet('{path}')"

@@ -7,12 +7,14 @@ from typing import Any
 
 import dagster as dg
 
-from assets import io_managers
+from assets import io_managers, notifications
 from assets.automation import balance_capture, build_day_job, capture_fetch_job, daily_balance_job
 from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
-from assets.duckdb_resource import warehouse_duckdb
+from assets.duckdb_resource import WarehouseDuckDB
+from assets.io_managers import ParquetTablesIOManager
 from assets.repair import repair_history
-from assets.resources import KisConfig
+from assets.resources import KisResource
+from pipelines.settings import Settings, SettingsError
 
 # Every file a process running this code writes is readable by its owner only (0600 files in
 # 0700 folders): the data root's files are written so anyway; this covers what Dagster and
@@ -25,15 +27,25 @@ os.umask(0o077)
 warnings.filterwarnings("ignore", message="Parameter `include_sources`", category=dg.BetaWarning)
 
 
-def resources(kis: KisConfig | None = None) -> dict[str, Any]:
-    """The resources; the IO manager and `duckdb` read the data root of `kis` (KIS_DATA_ROOT),
-    so tests and the demo bind their own `kis` and get the rest on it."""
+try:
+    # Read once here so invalid settings fail the code location's load (`dg check defs`, the
+    # UI, every run) with their one line; each run's `kis` resource reads them again at setup.
+    Settings.from_env()
+except SettingsError as error:
+    raise SettingsError(str(error)) from None  # the line, without pydantic's frames
+
+
+def resources(kis: KisResource | None = None) -> dict[str, Any]:
+    """The resources; the IO manager and `duckdb` read the data root (and warehouse) of `kis`
+    (KIS_DATA_ROOT, KIS_WAREHOUSE), so tests and the demo bind their own `kis` and get the
+    rest on it."""
+    kis = kis or KisResource()
     return {
-        "kis": kis or KisConfig(),
+        "kis": kis,
         # asset_categories / account_summary as pandas DataFrames for downstream assets
-        io_managers.KEY: io_managers.parquet_tables_io_manager,
+        io_managers.KEY: ParquetTablesIOManager(data_root=kis.data_root),
         # the warehouse's views for assets of your own (read-only)
-        "duckdb": warehouse_duckdb,
+        "duckdb": WarehouseDuckDB(database=kis.warehouse or "", data_root=kis.data_root),
     }
 
 
@@ -68,7 +80,7 @@ defs = dg.Definitions(
     ],
     asset_checks=own_checks,
     jobs=[daily_balance_job, capture_fetch_job, build_day_job, repair_history],
-    sensors=[balance_capture],
+    sensors=[balance_capture, *notifications.sensors()],
     resources=resources(),
     # One process per run: a one-day run takes seconds instead of a process start per step.
     executor=dg.in_process_executor,

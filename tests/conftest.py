@@ -45,6 +45,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name, value in PARTITION_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(pipelines.settings, "ENV_FILE", tmp_path / "no.env")
+    monkeypatch.setattr(pipelines.settings, "LEGACY_ENV_FILE", tmp_path / "no-legacy.env")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     data_root = tmp_path / "data"

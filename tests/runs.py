@@ -24,8 +24,8 @@ from pipelines.definitions import resources
 REPO = Path(__file__).resolve().parent.parent
 
 ASSETS = [kis_balance_raw, balance_tables, warehouse_views, portfolio_report]
-#: Settings a developer's .env could hold, emptied for a process a test starts (the environment
-#: wins over .env), so its run is the simulator's and local unless the test sets them.
+#: Settings a developer's kis.env could hold, emptied for a process a test starts (the environment
+#: wins over kis.env), so its run is the simulator's and local unless the test sets them.
 DEVELOPER_SETTINGS = (
     "KIS_BASE_URL",
     "KIS_APP_KEY",

@@ -465,11 +465,10 @@ def test_the_cli_builds_today_and_rebuilds_landed_days_of_the_capture_days(
         )
 
     # a day landed earlier (the simulator answers as of a past day): the history starts there
-    from pipelines.ingest.fetch import fetch_and_land
-    from pipelines.settings import Settings
+    from assets.resources import KisResource
 
-    report = fetch_and_land(
-        Settings.from_env(), RawLanding(isolated_env), landed_day, sim_as_of=landed_day
+    report = KisResource().fetch_and_land(
+        RawLanding(isolated_env), landed_day, sim_as_of=landed_day
     )
     assert len(report.landed) == 2 and not report.failures
     for day in (landed_day, today):  # a rebuild from raw, then today's live fetch

@@ -20,7 +20,7 @@ from assets.automation import (
     TAG_KEY_GROUP,
     balance_capture,
 )
-from assets.resources import KisConfig
+from assets.resources import KisResource
 from pipelines.definitions import defs
 from pipelines.ingest import capture
 from pipelines.ingest.fetch import today_in_seoul
@@ -59,7 +59,7 @@ def tick(
 ) -> dg.SensorResult:
     monkeypatch.setattr(assets.automation, "clock", lambda: now)
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"kis": KisConfig()}
+        instance=instance, cursor=cursor, resources={"kis": KisResource()}
     )
     result = balance_capture(context)
     assert isinstance(result, dg.SensorResult)
@@ -182,17 +182,17 @@ def test_only_accounts_narrows_the_configured_accounts(
     monkeypatch.setenv("KIS_APP_SECRET", "DEFAULT-SECRET")
     monkeypatch.setenv("OTHER_KEY", "OTHER-KEY")
     monkeypatch.setenv("OTHER_SECRET", "OTHER-SECRET")
-    settings = KisConfig(only_accounts=" 33334444-21 ").settings()
+    settings = KisResource(only_accounts=" 33334444-21 ").settings()
     assert [a.id for a in settings.accounts] == ["33334444-21"]
     [(credentials, accounts)] = settings.key_groups()
     assert credentials.app_key == "OTHER-KEY" and len(accounts) == 1  # with its own key
-    every = KisConfig(only_accounts="33334444-21").settings(every_account=True)
+    every = KisResource(only_accounts="33334444-21").settings(every_account=True)
     assert [a.id for a in every.accounts] == ["11112222-01", "33334444-21"]
-    assert len(KisConfig().settings().accounts) == 2
+    assert len(KisResource().settings().accounts) == 2
     with pytest.raises(SettingsError, match=r"99998888-01 not among the configured accounts"):
-        KisConfig(only_accounts="11112222-01,99998888-01").settings()
+        KisResource(only_accounts="11112222-01,99998888-01").settings()
     with pytest.raises(SettingsError, match="names none of the configured accounts"):
-        KisConfig(only_accounts=" , ").settings()
+        KisResource(only_accounts=" , ").settings()
 
 
 def test_shards_fetch_side_by_side_runs_then_one_build(

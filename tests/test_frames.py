@@ -184,7 +184,7 @@ def test_a_damaged_day_fails_to_load_naming_its_file(isolated_env: Path) -> None
 
 
 def test_the_io_manager_only_loads(isolated_env: Path) -> None:
-    manager = io_managers.ParquetTablesIOManager(isolated_env)
+    manager = io_managers.ParquetTablesIOManager(data_root=str(isolated_env))
     context = dg.build_output_context(asset_key=dg.AssetKey("asset_categories"))
     manager.handle_output(context, None)  # what an asset that writes its own files returns
     assert not isolated_env.exists()

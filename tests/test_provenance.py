@@ -29,12 +29,12 @@ APP_SECRET = "FAKE-REAL-SECRET-not-for-any-file-0123456789"
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A checkout of our own: the default data roots (data/, data/demo/) and .env under it,
+    """A checkout of our own: the default data roots (data/, data/demo/) and kis.env under it,
     KIS_DATA_ROOT unset, and a Dagster instance in DAGSTER_HOME as `make` sets it."""
     root = tmp_path / "repo"
     (root / "home").mkdir(parents=True)
     monkeypatch.setattr(pipelines.settings, "REPO_ROOT", root)
-    monkeypatch.setattr(pipelines.settings, "ENV_FILE", root / ".env")
+    monkeypatch.setattr(pipelines.settings, "ENV_FILE", root / "kis.env")
     monkeypatch.delenv("KIS_DATA_ROOT")
     monkeypatch.setenv("DAGSTER_HOME", str(root / "home"))
     # the demo sets the history's first day for the assets it imports: restored afterwards
@@ -44,8 +44,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def real_env_file(repo: Path, simulator: Simulator) -> None:
-    """A user's real settings in .env, with the simulator standing in for KIS's server."""
-    (repo / ".env").write_text(
+    """A user's real settings in kis.env, with the simulator standing in for KIS's server."""
+    (repo / "kis.env").write_text(
         f"KIS_ENV=real\nKIS_BASE_URL={simulator.base_url}\nKIS_APP_KEY=FAKE-REAL-APP-KEY\n"
         f"KIS_APP_SECRET={APP_SECRET}\nKIS_ACCOUNTS={','.join(REAL_ACCOUNTS)}\n"
     )
@@ -127,7 +127,7 @@ def test_real_first_then_the_demo_leaves_the_real_root_untouched(
     assert json.loads((real_root / "raw" / "provenance.json").read_text())["kind"] == "real"
     before = hashes(real_root)
 
-    out = run_demo(capsys)  # with the real settings still in .env
+    out = run_demo(capsys)  # with the real settings still in kis.env
     assert "Your settings select real mode" in out
     after = hashes(real_root)
     demo_files = {name for name in after if name.startswith("demo/")}

@@ -226,13 +226,11 @@ def test_the_views_are_fresh_by_the_close_of_each_capture_window() -> None:
     from assets.partitions import window_freshness
     from pipelines.ingest.capture import CaptureSettings, parse_days, parse_window
 
-    policy = (
-        defs.resolve_assets_def("warehouse_views")
-        .specs_by_key[dg.AssetKey("warehouse_views")]
-        .freshness_policy
-    )
-    assert policy is not None  # tests/conftest.py: every day a capture day
-    assert policy.deadline_cron == "30 23 * * *" and policy.timezone == "Asia/Seoul"
+    # the views and the day's tables alike
+    for name in ("warehouse_views", "asset_categories", "account_summary"):
+        policy = defs.resolve_assets_def(name).specs_by_key[dg.AssetKey(name)].freshness_policy
+        assert policy is not None  # tests/conftest.py: every day a capture day
+        assert policy.deadline_cron == "30 23 * * *" and policy.timezone == "Asia/Seoul"
     default = window_freshness(CaptureSettings())
     assert default.deadline_cron == "30 23 * * 1-5"
     assert default.lower_bound_delta == timedelta(hours=5)  # rebuilt since 18:30

@@ -483,3 +483,78 @@ def test_object_store_limits_are_read_and_validated_by_name() -> None:
         with pytest.raises(SettingsError) as caught:
             Settings.from_env({**root, name: bad})
         assert str(caught.value).startswith(f"{name}={bad!r}: expected")
+
+
+# -- the settings files and their precedence (issue 18) -----------------------------------
+
+
+def test_environment_over_kis_env_over_the_legacy_dot_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    legacy = write_env(
+        tmp_path / ".env",
+        {"KIS_ACCOUNTS": "11110000-01", "KIS_CUSTTYPE": "B", "KIS_RATE_LIMIT": "5", **CORPORATE},
+    )
+    current = write_env(tmp_path / "kis.env", {"KIS_ACCOUNTS": "22220000-01", "KIS_CUSTTYPE": "P"})
+    monkeypatch.setattr(pipelines.settings, "LEGACY_ENV_FILE", legacy)
+    monkeypatch.setattr(pipelines.settings, "ENV_FILE", current)
+    with caplog.at_level("WARNING", logger="pipelines.settings"):
+        settings = Settings.from_env({})
+        assert Settings.from_env({"KIS_ACCOUNTS": "33330000-01"}).accounts == (
+            Account("33330000", "01"),
+        )
+    assert settings.accounts == (Account("22220000", "01"),)  # kis.env over .env
+    assert settings.custtype == "P"
+    assert settings.rate_limit == 5  # .env where kis.env says nothing
+    # said once per process, with the way out
+    [warning] = [r.getMessage() for r in caplog.records if ".env" in r.getMessage()]
+    assert f"mv {legacy} {current}" in warning and "cannot win" in warning
+
+
+def test_variable_names_are_matched_as_written() -> None:
+    """As before pydantic-settings, which matches names in any case by default."""
+    assert Settings.from_env({"kis_env": "real", "Kis_Accounts": "11112222-01"}).env == "sim"
+
+
+def test_kis_settings_file_names_the_settings_file(tmp_path: Path) -> None:
+    named = write_env(tmp_path / "elsewhere.env", {"KIS_ACCOUNTS": "44440000-21"})
+    settings = Settings.from_env({"KIS_SETTINGS_FILE": str(named)})
+    assert settings.accounts == (Account("44440000", "21"),)
+    # a file that is not there is no settings at all, as an absent kis.env
+    assert Settings.from_env({"KIS_SETTINGS_FILE": str(tmp_path / "none.env")}).env == "sim"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("KIS_ENV", "reall", "KIS_ENV='reall': expected one of sim, real"),
+        ("KIS_CUSTTYPE", "C", "KIS_CUSTTYPE='C': expected P (personal) or B (corporate)"),
+        ("KIS_SHARDS", "0", "KIS_SHARDS='0': expected a whole number from 1 to 256"),
+        ("KIS_KEYS_IN_FLIGHT", "many", "KIS_KEYS_IN_FLIGHT='many': expected a whole number"),
+        ("KIS_CAPTURE_DAYS", "someday", "KIS_CAPTURE_DAYS='someday': 'someday' is not a day"),
+    ],
+)
+def test_each_refusal_is_one_line_naming_the_variable_value_and_what_is_accepted(
+    tmp_path: Path, name: str, value: str, says: str
+) -> None:
+    """From the environment or the file alike; the secrets set beside it never shown."""
+    secrets = {"KIS_APP_SECRET": APP_SECRET, "KIS_PERSONALSECKEY": "corp-secret-key-0123"}
+    env_file = write_env(tmp_path / "kis.env", {**REAL, **secrets, name: value})
+    for environ, file in (
+        ({**REAL, **secrets, name: value}, tmp_path / "none.env"),
+        ({}, env_file),
+    ):
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_env(environ, env_file=file)
+        message = str(caught.value)
+        assert message.startswith(says), message
+        assert "\n" not in message
+        assert APP_SECRET not in message and "corp-secret" not in message
+
+
+def test_several_wrong_variables_are_named_in_the_one_line() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"KIS_ENV": "reall", "KIS_SHARDS": "0", "KIS_RATE_LIMIT": "fast"})
+    assert str(caught.value) == (
+        "KIS_ENV='reall': expected one of sim, real (also wrong: KIS_RATE_LIMIT, KIS_SHARDS)"
+    )

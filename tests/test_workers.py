@@ -21,7 +21,7 @@ import pytest
 
 import assets.automation
 from assets.automation import TAG_BUILD, TAG_KEY_GROUP, balance_capture
-from assets.resources import KisConfig
+from assets.resources import KisResource
 from pipelines.ingest.fetch import today_in_seoul
 from pipelines.kis.protocol import Account
 from pipelines.kis.tokens import SEOUL
@@ -74,7 +74,7 @@ def two_keys(
 
 def tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"kis": KisConfig()}
+        instance=instance, cursor=cursor, resources={"kis": KisResource()}
     )
     result = balance_capture(context)
     assert isinstance(result, dg.SensorResult)

@@ -79,7 +79,7 @@ def main() -> int:
     # The partitions are built when the assets are imported: from the demo's first day.
     os.environ["KIS_HISTORY_START"] = days[0].isoformat()
     from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
-    from assets.resources import KisConfig
+    from assets.resources import KisResource
     from pipelines.definitions import resources
 
     if configured.is_simulated:
@@ -87,7 +87,7 @@ def main() -> int:
     else:  # never beside real history, in the data root or in KIS_WAREHOUSE
         data_root = default_data_root("sim")
         warehouse_file = data_root / warehouse.FILE_NAME
-    kis = KisConfig(
+    kis = KisResource(
         env="sim",
         base_url="",
         accounts="",

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
+from assets.resources import kis_server
 from pipelines.errors import KisError, NoCachedTokenError
 from pipelines.ingest import capture, provenance
 from pipelines.ingest.fetch import EMBEDDED_SERVER_ID, open_client
@@ -29,7 +31,7 @@ from pipelines.ingest.landing import RawLanding
 from pipelines.kis import protocol
 from pipelines.kis.client import Credentials
 from pipelines.kis.tokens import SEOUL, TokenCache
-from pipelines.settings import ENV_FILE, Settings, SettingsError
+from pipelines.settings import Settings, SettingsError, settings_files
 from pipelines.storage.roots import StoreUnreachableError
 
 LABEL_WIDTH = 14
@@ -132,7 +134,9 @@ def _online(
     """One balance request for the key's first account: what it answered, and whether it did."""
     # a cached token only, unless told (the embedded simulator's tokens are free)
     read_only = not (issue or settings.base_url is None)
-    client = open_client(settings, credentials, TokenCache(cache.directory, read_only=read_only))
+    tokens = TokenCache(cache.directory, read_only=read_only)
+    # the embedded simulator started here when it is the server, as the kis resource does
+    client = open_client(settings, credentials, tokens, server=kis_server(settings))
     account = next(a for a in settings.accounts if a.id == accounts[0])
     try:
         response = client.inquire_account_balance(account)
@@ -174,7 +178,9 @@ def report(
     server, server_id = _server(settings)
     say(_line("Mode", _mode(settings)))
     say(_line("Server", server))
-    say(_line("Settings", f"the environment, then {ENV_FILE} (KIS_* variables)"))
+    files = [str(path) for path in reversed(settings_files(os.environ)) if path.is_file()]
+    read = f"the environment, then {', '.join(files)}" if files else "the environment"
+    say(_line("Settings", f"{read} (KIS_* variables)"))
     problems = 0
     for number, (credentials, accounts) in enumerate(settings.key_groups(), start=1):
         ids = tuple(account.id for account in accounts)

@@ -3,7 +3,7 @@ day's Parquet files from its raw answers, a compacted month from its daily files
 warehouse), then verify. A damaged raw answer is never rewritten: it is recorded as dealt
 with (raw/known-damage/), its account's day keeping what it had.
 
-    python -m pipelines.commands.repair      # KIS_DATA_ROOT (or .env), local or s3://
+    python -m pipelines.commands.repair      # KIS_DATA_ROOT (or kis.env), local or s3://
 
 Exit status: as `make verify` after the repair (0 when everything is whole; 3 when it could not
 run: the settings, or an object store that did not answer).

@@ -1,7 +1,7 @@
 """`make verify`: read every raw answer and every Parquet file of the data root, and open every
 view; print each damaged or missing file with what depends on it.
 
-    python -m pipelines.commands.verify      # KIS_DATA_ROOT (or .env), local or s3://
+    python -m pipelines.commands.verify      # KIS_DATA_ROOT (or kis.env), local or s3://
 
 Exit status: 0 nothing damaged or missing (a damaged raw answer `make repair` has dealt with is
 a note); 1 something `make repair` rebuilds; 2 only what it cannot (a damaged raw answer no

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pipelines.errors import (
     FutureDayError,
+    KisBalanceError,
     KisDeadlineError,
     KisError,
     KisUnreachableError,
@@ -30,12 +31,23 @@ from pipelines.kis import answers, ratelimit
 from pipelines.kis.client import BalanceResponse, Credentials, KisClient
 from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
 from pipelines.kis.tokens import SEOUL, TokenCache
-from pipelines.simulator import server as simulator
 from pipelines.storage.roots import Location
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_SERVER_ID = "kis-simulator:embedded"
+
+
+@dataclass(frozen=True)
+class Server:
+    """The server a run fetches from: its URL, and the name its tokens are cached under."""
+
+    base_url: str
+    server_id: str
+
+
+class NoServerError(KisBalanceError, RuntimeError):
+    """The settings name the embedded simulator, and the caller did not start it."""
 
 
 class FetchSettings(Protocol):
@@ -62,7 +74,6 @@ class FetchSettings(Protocol):
     @property
     def max_body_bytes(self) -> int: ...
     @property
-    def sim_faults(self) -> str: ...
     @property
     def is_simulated(self) -> bool: ...
     def key_groups(self) -> list[tuple[Credentials, tuple[Account, ...]]]: ...
@@ -118,28 +129,38 @@ def plan_days(
     return plans
 
 
+def configured_server(settings: FetchSettings, server: Server | None = None) -> Server:
+    """`server` when given (the embedded simulator the caller started), else KIS_BASE_URL's.
+
+    The fetch path never starts the simulator itself: the `kis` resource decides that."""
+    if server is not None:
+        return server
+    if settings.base_url is None:
+        raise NoServerError(
+            "the embedded simulator is the server (KIS_BASE_URL unset in simulator mode) and it "
+            "was not started: pass the Server the kis resource (assets/resources.py) started"
+        )
+    return Server(settings.base_url, settings.base_url)
+
+
 def open_client(
     settings: FetchSettings,
     credentials: Credentials | None = None,
     token_cache: TokenCache | None = None,
+    *,
+    server: Server | None = None,
 ) -> KisClient:
-    """A client for the configured server and one app key (the default one unless given).
-
-    The embedded simulator is started if it is the server.
-    """
-    if settings.base_url is None:
-        base_url = simulator.embedded(settings.sim_faults).base_url
-        server_id = EMBEDDED_SERVER_ID
-    else:
-        base_url, server_id = settings.base_url, settings.base_url
+    """A client for the server (see `configured_server`) and one app key (the default one
+    unless given)."""
+    server = configured_server(settings, server)
     credentials = credentials or settings.credentials
     return KisClient(
-        base_url,
+        server.base_url,
         credentials,
         token_cache=token_cache or TokenCache(),
         custtype=settings.custtype,
         corporate=settings.corporate,
-        server_id=server_id,
+        server_id=server.server_id,
         rate_limiter=ratelimit.for_app_key(credentials.app_key, settings.rate_limit),
         request_deadline=settings.request_deadline,
         account_budget=settings.account_budget,
@@ -250,6 +271,7 @@ def fetch_and_land(
     *,
     sim_as_of: date | None = None,
     token_cache: TokenCache | None = None,
+    server: Server | None = None,
 ) -> LandingReport:
     """Fetch every account and land each answer as it arrives.
 
@@ -258,14 +280,15 @@ def fetch_and_land(
     time budget. One account's failure is recorded and the others go on: what they land is
     kept. An answer that failed its account is kept in quarantine; answers kept by an earlier
     run that could not land them are landed first. A store that does not answer stops the
-    fetch (StoreUnreachableError: every later write would wait as long).
+    fetch (StoreUnreachableError: every later write would wait as long). `server`: the
+    embedded simulator when the caller started it (see `configured_server`).
     """
     land_pending(landing)
     source = describe_source(settings)
     if sim_as_of:
         source["as_of"] = sim_as_of.isoformat()
     clients = [
-        (open_client(settings, credentials, token_cache), accounts)
+        (open_client(settings, credentials, token_cache, server=server), accounts)
         for credentials, accounts in settings.key_groups()
     ]
 

@@ -436,11 +436,15 @@ def render_main_chart_svg(con: duckdb.DuckDBPyConnection, day: date) -> str:
     )
 
 
+def key(day: date) -> str:
+    """The day's report in the data root."""
+    return f"reports/portfolio-{day.isoformat()}.html"
+
+
 def write(con: duckdb.DuckDBPyConnection, day: date, data_root: DataRoot | Storage) -> Location:
     """Render the day's report to reports/portfolio-YYYY-MM-DD.html in the data root, atomically.
 
     Readable by its owner only (0600 on a local disk), like every file of the data root.
     """
     page = render_report(con, day).encode("utf-8")
-    key = f"reports/portfolio-{day.isoformat()}.html"
-    return open_root(data_root).write_bytes(key, page)
+    return open_root(data_root).write_bytes(key(day), page)

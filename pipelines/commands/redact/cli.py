@@ -50,15 +50,13 @@ def read_envelope(path: Path) -> Any:
 
 
 def _secrets_in_environment() -> list[str]:
-    """Values of the KIS_* secrets set here (environment or .env): a copy must hold none."""
-    from dotenv import dotenv_values
-
-    from pipelines.settings import ENV_FILE
+    """Values of the KIS_* secrets set here (the environment or the settings files): a copy
+    must hold none."""
+    from pipelines.settings import settings_file_values
 
     names = ("KIS_APP_KEY", "KIS_APP_SECRET", "KIS_PERSONALSECKEY")
-    values = dotenv_values(ENV_FILE) if ENV_FILE.is_file() else {}
-    values = {**values, **os.environ}
-    return [str(values[name]) for name in names if values.get(name)]
+    sources = (settings_file_values(), os.environ)
+    return sorted({str(values[name]) for values in sources for name in names if values.get(name)})
 
 
 def main(argv: list[str] | None = None) -> int:
