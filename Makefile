@@ -43,11 +43,13 @@ SERVICE_DAGSTER_HOME = $(shell [ -f "$(SERVICE_UNIT)" ] && awk -v repo="$(CURDIR
 	gsub(/%%/, "%"); home = $$0 } END { if (dir == repo) print home }' "$(SERVICE_UNIT)")
 RUN_DAGSTER_HOME = $(or $(SERVICE_DAGSTER_HOME),$(DAGSTER_HOME))
 
-# invalid settings stop it in one line (VERBOSE=1: with the traceback)
-run: setup ## materialize today's partition with your kis.env / KIS_* settings
+# e.g. make run RUN_ARGS=--anyway, RUN_ARGS=2026-11-25, RUN_ARGS="2026-11-02...2026-11-06 -v";
+# invalid settings stop it in one line (VERBOSE=1: with the traceback, and Dagster's log)
+RUN_ARGS ?=
+run: setup ## today's partition (dg launch), then what it did: accounts, net assets, warnings, report
 	@$(BIN)/python -m pipelines.commands.check_settings $(if $(VERBOSE),--verbose)
 	$(PRIVATE) DAGSTER_HOME="$(RUN_DAGSTER_HOME)" \
-		$(BIN)/dg launch --assets '*' --partition "$$(TZ=Asia/Seoul date +%F)"
+		$(BIN)/python -m pipelines.commands.run $(if $(VERBOSE),--verbose) $(RUN_ARGS)
 
 dagster-home: ## the Dagster instance (DAGSTER_HOME) `make run` records its runs in
 	@echo "$(RUN_DAGSTER_HOME)"

@@ -130,6 +130,7 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisResource) -> dg.Materi
             key.split(" ", 1)[1] if len(days) == 1 else key: where
             for key, where in quarantined.items()
         }
+    metadata["fetched_accounts"] = sorted(set(landed))  # fetched and landed by this run
     metadata["landed_accounts"] = sorted(set(landed)) or sorted(
         {p.parent.name for day in days for p in landing.latest_files(day)}
     )
@@ -141,13 +142,14 @@ def _land_days(context: dg.AssetExecutionContext, kis: KisResource) -> dg.Materi
             description=(
                 f"{len(failures)} of {len(settings.accounts)} accounts failed and nothing was "
                 f"landed for {', '.join(map(str, empty))}:\n"
-                + "\n".join(str(error) for error in failures.values())
+                # a key's failure is each of its accounts': said once
+                + "\n".join(str(error) for error in dict.fromkeys(failures.values()))
             ),
             metadata={**metadata, "failed_accounts": failed_accounts},
             allow_retries=False,
         )
-    for error in failures.values():
-        context.log.error(f"{error} (the other accounts are landed; the run fails at the end)")
+    for error in dict.fromkeys(failures.values()):
+        context.log.error(f"{error} (the run fails at its end, after the views and the report)")
     return dg.MaterializeResult(
         metadata={
             **metadata,
@@ -396,11 +398,12 @@ def portfolio_report(
     settings = kis.settings()
     days = _days(context)
 
-    def write_reports(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], str]:
+    def write_reports(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], str, list[str]]:
         paths = [report.write(con, day, settings.data_root) for day in days]
-        return paths, report.render_main_chart_svg(con, days[-1])
+        shown = day_summary.accounts_on(con, days)
+        return paths, report.render_main_chart_svg(con, days[-1]), shown
 
-    paths, chart = warehouse.read(settings.data_root, settings.warehouse, write_reports)
+    paths, chart, shown = warehouse.read(settings.data_root, settings.warehouse, write_reports)
     # the UI's Markdown shows a data: image (an <img>, so the SVG is inert)
     image = base64.b64encode(chart.encode()).decode()
     verdict = run_verdict(context)
@@ -427,8 +430,10 @@ def portfolio_report(
         raise dg.Failure(
             description=(
                 f"{len(problems)} of {len(settings.accounts)} accounts failed for "
-                f"{', '.join(context.partition_keys)}; the other accounts are in the views and "
-                "the report:\n" + "\n".join(problems)
+                f"{', '.join(context.partition_keys)}; "
+                + day_summary.shown_text(shown)
+                + ":\n"
+                + "\n".join(problems)
             ),
             metadata={
                 "failed_accounts": {k: v for k, v in verdict.items() if "withheld" not in v},

@@ -68,8 +68,16 @@ class KisTooLargeError(KisProtocolError):
     """The answer's body is over the size limit (KIS_MAX_BODY_BYTES); it was not read further."""
 
 
+class KisUnreachableError(KisTransientError):
+    """No connection could be made to the server (refused, no such host, connect timeout):
+    nothing of the request left this machine."""
+
+
 class KisDeadlineError(KisTransientError):
     """No complete answer within the whole-request deadline (KIS_REQUEST_DEADLINE)."""
+
+    #: Whether the server sent nothing at all (not even complete headers) before the deadline.
+    silent: bool = False
 
 
 class KisGatewayError(KisTransientError, KisProtocolError):

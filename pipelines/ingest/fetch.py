@@ -19,15 +19,17 @@ from typing import Any, Protocol
 from pipelines.errors import (
     FutureDayError,
     KisBalanceError,
+    KisDeadlineError,
     KisError,
+    KisUnreachableError,
     LandingError,
     MissingRawError,
     StoreUnreachableError,
 )
 from pipelines.ingest.landing import PendingAnswers, RawLanding
-from pipelines.kis import ratelimit
+from pipelines.kis import answers, ratelimit
 from pipelines.kis.client import BalanceResponse, Credentials, KisClient
-from pipelines.kis.protocol import Account, CorporateIdentity
+from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
 from pipelines.kis.tokens import SEOUL, TokenCache
 from pipelines.storage.roots import Location
 
@@ -236,6 +238,32 @@ def _land_or_keep(
         ) from error
 
 
+def fails_the_key(error: KisError, client: KisClient) -> bool:
+    """Whether the key's other accounts would meet the same failure: an answer about the key or
+    its token, a server that cannot be reached, or one that has answered nothing at all."""
+    if isinstance(error, KisApiError):
+        return answers.fails_every_account_of_the_key(error.msg_cd)
+    if isinstance(error, KisUnreachableError):
+        return True
+    return isinstance(error, KisDeadlineError) and error.silent and not client.answered
+
+
+def for_every_account(error: KisError, app_key: str, accounts: tuple[Account, ...]) -> KisError:
+    """`error`, said of every account of one app key (the same failure for each): one line
+    naming the key by its last four characters and its accounts."""
+    who = f"app key …{app_key[-4:]} (account{'s' if len(accounts) > 1 else ''} "
+    who += f"{', '.join(account.id for account in accounts)})"
+    if isinstance(error, KisApiError):
+        return KisApiError(
+            what=f"{who}: {error.what}",
+            rt_cd=error.rt_cd,
+            msg_cd=error.msg_cd,
+            msg1=error.msg1,
+            http_status=error.http_status,
+        )
+    return type(error)(f"{who}: {error}")
+
+
 def fetch_and_land(
     settings: FetchSettings,
     landing: RawLanding,
@@ -266,16 +294,28 @@ def fetch_and_land(
 
     def fetch_key(client: KisClient, accounts: tuple[Account, ...]) -> LandingReport:
         part = LandingReport()
+        failed_key: KisError | None = None
+        try:  # one token for the key's accounts: a refusal is every account's, said once
+            client.access_token()
+        except KisError as error:
+            failed_key = for_every_account(error, client.credentials.app_key, accounts)
+            log.error("%s", failed_key)
         for account in accounts:
+            if failed_key is not None:
+                part.failures[account.id] = failed_key
+                continue
             try:
                 response = client.inquire_account_balance(account, sim_as_of=sim_as_of)
             except KisError as error:
-                log.error("%s", error)
-                part.failures[account.id] = error
                 if error.answer is not None:
                     where = _quarantine(landing, account, day, error, source, client)
                     if where is not None:
                         part.quarantined[account.id] = where
+                if fails_the_key(error, client) and len(accounts) > 1:
+                    failed_key = for_every_account(error, client.credentials.app_key, accounts)
+                    error = failed_key
+                log.error("%s", error)
+                part.failures[account.id] = error
                 continue
             try:
                 part.landed.append(_land_or_keep(landing, response, day, source))

@@ -28,10 +28,9 @@ from pipelines.errors import (
     KisError,
     KisGatewayError,
     KisProtocolError,
-    KisTransientError,
     NoCachedTokenError,
 )
-from pipelines.kis import deadlines, protocol, ratelimit, transport
+from pipelines.kis import deadlines, protocol, ratelimit, retry, transport
 from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
 from pipelines.kis.ratelimit import RateLimiter
 from pipelines.kis.retry import Backoff
@@ -41,8 +40,10 @@ from pipelines.kis.transport import Answer, Origin
 log = logging.getLogger(__name__)
 
 TOKEN_EXPIRED = "EGW00123"
+TOKEN_INVALID = "EGW00121"
+#: Answers that mean the token in use is no good: it is discarded and a new one issued, once.
+TOKEN_REFUSED = frozenset({TOKEN_EXPIRED, TOKEN_INVALID})
 TOKEN_THROTTLED = "EGW00133"
-RATE_LIMITED = "EGW00201"
 CONTINUED = frozenset({"F", "M"})
 DEFAULT_BACKOFF = Backoff()
 DEFAULT_ACCOUNT_BUDGET = 180.0
@@ -75,12 +76,6 @@ class BalanceResponse:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def is_transient(error: KisError) -> bool:
-    if isinstance(error, KisApiError):
-        return error.msg_cd == RATE_LIMITED
-    return isinstance(error, KisTransientError)
 
 
 class KisClient:
@@ -136,6 +131,9 @@ class KisClient:
         self.events: Counter[str] = Counter()
         #: The token this client last used: reused without reading the cache file again.
         self._token: Token | None = None
+        #: Whether the server has answered anything (any HTTP status) since this client began:
+        #: until it has, a request it leaves unanswered past the deadline is not tried again.
+        self.answered = False
         #: When the current account's budget ends (time.monotonic()), per thread.
         self._local = threading.local()
 
@@ -297,7 +295,8 @@ class KisClient:
     def _balance_page(
         self, account: Account, tr_cont: str, sim_as_of: date | None, *, what: str
     ) -> Page:
-        """One page, with transient faults retried and the token re-issued once on EGW00123.
+        """One page, with transient faults retried and the token re-issued once on EGW00123
+        or EGW00121.
 
         Token issuance retries on its own; its failures are not retried again here.
         """
@@ -310,9 +309,13 @@ class KisClient:
                     functools.partial(self._request_page, account, headers, what=what), what=what
                 )
             except KisApiError as error:
-                if error.msg_cd != TOKEN_EXPIRED or renewed:
+                if error.msg_cd not in TOKEN_REFUSED or renewed:
                     raise
-                log.warning("%s: token expired or revoked (EGW00123); issuing a new one", what)
+                log.warning(
+                    "%s: token refused (%s: expired, revoked or invalid); issuing a new one",
+                    what,
+                    error.msg_cd,
+                )
                 self.events["token_renewals"] += 1
                 self._token = None
                 self.token_cache.discard(self.server_id, self.credentials.app_key)
@@ -373,18 +376,15 @@ class KisClient:
             try:
                 return call()
             except KisError as error:
-                if not is_transient(error):
+                final = retry.give_up(error, attempt, self.backoff, answered=self.answered)
+                if final is error:
                     raise
-                if attempt + 1 >= self.backoff.attempts:
-                    if isinstance(error, KisApiError):
-                        raise
-                    raise _again(
-                        error, f"{error} (still failing after {self.backoff.attempts} attempts)"
-                    ) from None
+                if final is not None:
+                    raise final from None
                 delay = self.backoff.delay(attempt)
                 left = self._time_left()
                 if left is not None and left <= delay:
-                    raise _again(
+                    raise retry.said_again(
                         error,
                         f"{error}; gave up after {attempt + 1} attempt(s): {self._budget_text} "
                         "ends before the next one",
@@ -406,7 +406,7 @@ class KisClient:
             if left <= 0:
                 raise KisBudgetError(f"{what}: no time left of {self._budget_text}")
             deadline, deadline_text = left, f"{left:.1f} s left of {self._budget_text}"
-        return transport.send(
+        answer = transport.send(
             self.session,
             method,
             self.base_url + path,
@@ -418,6 +418,8 @@ class KisClient:
             timeout=self.timeout,
             **kwargs,
         )
+        self.answered = True
+        return answer
 
     @staticmethod
     def _parse(answer: Answer, *, what: str) -> dict[str, Any]:
@@ -439,12 +441,3 @@ class KisClient:
             if answer.status >= 500 or answer.status == 429:
                 raise KisGatewayError(str(error)) from None
             raise
-
-
-def _again(error: KisError, message: str, kind: type[KisError] | None = None) -> KisError:
-    """`error` said anew as `kind` (or its own type), with the answer it carried.
-
-    `kind` is required for a KisApiError, whose constructor takes its fields."""
-    again = (kind or type(error))(message)
-    again.answer = error.answer
-    return again

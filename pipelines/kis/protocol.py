@@ -16,6 +16,7 @@ from pipelines.errors import KisProtocolError, KisServerError
 from pipelines.errors import KisRedirectError as KisRedirectError
 from pipelines.errors import KisTooLargeError as KisTooLargeError
 from pipelines.errors import KisTransientError as KisTransientError
+from pipelines.kis import answers
 
 REAL_BASE_URL = "https://openapi.koreainvestment.com:9443"
 #: KIS's paper-trading (모의투자) server, which does not offer this TR.
@@ -150,7 +151,8 @@ class KisApiError(KisServerError):
     """The service answered rt_cd != "0" (whatever the HTTP status).
 
     An answer that says the TR is not offered in paper trading (msg_cd 90000000, or a msg1
-    about 모의투자) carries the explanation and what to use instead after msg_cd and msg1.
+    about 모의투자) carries the explanation and what to use instead after msg_cd and msg1; any
+    other known msg_cd (pipelines.kis.answers) carries what to check.
     """
 
     def __init__(self, *, what: str, rt_cd: str, msg_cd: str, msg1: str, http_status: int):
@@ -162,6 +164,8 @@ class KisApiError(KisServerError):
         )
         if self.is_paper_trading_refusal:
             message += f". {PAPER_TRADING_ADVICE}"
+        elif advice := answers.advice(msg_cd):
+            message += f": {advice}"
         super().__init__(message)
 
     @property

@@ -26,8 +26,9 @@ from pipelines.errors import (
     KisRedirectError,
     KisTooLargeError,
     KisTransientError,
+    KisUnreachableError,
 )
-from pipelines.kis import deadlines
+from pipelines.kis import answers, deadlines
 
 DEFAULT_DEADLINE = 60.0
 DEFAULT_MAX_BODY_BYTES = 1 << 20
@@ -297,8 +298,15 @@ def _failed(
             got = "no complete headers"
         else:
             got = f"HTTP {response.status_code} and {len(progress.wire):,} bytes of the body"
-        failure: KisError = KisDeadlineError(
+        missed = KisDeadlineError(
             f"{what}: no complete answer within the {deadline_text} (received {got})"
+            + (f": {answers.SILENT_ADVICE}" if response is None else "")
+        )
+        missed.silent = response is None
+        failure: KisError = missed
+    elif (refused := _connect_failure(error)) is not None:
+        failure = KisUnreachableError(
+            f"{what}: could not reach {base_url}: {refused}: {answers.UNREACHABLE_ADVICE}"
         )
     elif isinstance(error, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
         failure = KisTransientError(f"{what}: {base_url} timed out: {error}")
@@ -316,3 +324,25 @@ def _failed(
             base_url=base_url,
         )
     return failure
+
+
+def _connect_failure(error: BaseException) -> str | None:
+    """Why no connection could be made (e.g. "Connection refused"), or None when one was."""
+    seen: BaseException | None = error
+    for _ in range(4):  # requests' ConnectionError → MaxRetryError → the connection's error
+        if isinstance(seen, requests.ConnectTimeout):
+            return "the connection timed out"
+        if isinstance(seen, requests.RequestException) and seen.args:
+            seen = seen.args[0] if isinstance(seen.args[0], BaseException) else None
+        elif isinstance(seen, urllib3.exceptions.MaxRetryError):
+            seen = seen.reason
+        else:
+            break
+    if isinstance(seen, urllib3.exceptions.NewConnectionError):  # refused, or no such host
+        cause = seen.__cause__ or seen.__context__
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        return "no connection could be made"
+    if isinstance(seen, urllib3.exceptions.ConnectTimeoutError):
+        return "the connection timed out"
+    return None

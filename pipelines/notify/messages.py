@@ -11,8 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 from pipelines.errors import KisBudgetError, KisError
-from pipelines.kis.client import is_transient
 from pipelines.kis.protocol import KisApiError
+from pipelines.kis.retry import is_transient
 
 #: JWTs (KIS's access tokens are) and bearer tokens, wherever a text holds one.
 TOKEN_PATTERN = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*|(?i:bearer)\s+[\w.~+/-]{8,}=*")

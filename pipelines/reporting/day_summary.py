@@ -29,6 +29,8 @@ class DaySummary:
     #: (asset_class, weight_pct, target_pct, tolerance_pct, drift_pct) outside their band
     out_of_band: list[tuple[str, Decimal, Decimal, Decimal, Decimal]] = field(default_factory=list)
     has_targets: bool = False
+    #: (account_id, net_assets) of each account with a snapshot that day (net_asset_history)
+    per_account: list[tuple[str, Decimal | None]] = field(default_factory=list)
 
 
 def summarize(con: duckdb.DuckDBPyConnection, day: date) -> DaySummary:
@@ -55,6 +57,16 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date) -> DaySummary:
             )
         ).fetchall()
     ]
+    summary.per_account = [
+        (r[0], r[1])
+        for r in con.execute(
+            on_day(
+                "SELECT account_id, net_assets FROM net_asset_history WHERE snapshot_date = ? "
+                "ORDER BY account_id",
+                day,
+            )
+        ).fetchall()
+    ]
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     summary.has_targets = "allocation_drift" in views
     if summary.has_targets:
@@ -70,6 +82,24 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date) -> DaySummary:
             ).fetchall()
         ]
     return summary
+
+
+def accounts_on(con: duckdb.DuckDBPyConnection, days: list[date]) -> list[str]:
+    """The accounts with a snapshot in the views on any of `days` ("YYYY-MM-DD account" when
+    there are several days)."""
+    listed = ", ".join(f"DATE '{day.isoformat()}'" for day in days)  # not bound: see on_day
+    rows = con.execute(
+        "SELECT DISTINCT snapshot_date, account_id FROM account_summary "
+        f"WHERE snapshot_date IN ({listed}) ORDER BY ALL"
+    ).fetchall()
+    return [account if len(days) == 1 else f"{day} {account}" for day, account in rows]
+
+
+def shown_text(accounts: list[str]) -> str:
+    """What the views and the report hold for a run's days, said truthfully."""
+    if not accounts:
+        return "no account is in the views or the report for it"
+    return f"in the views and the report: {', '.join(accounts)}"
 
 
 def _won(amount: Decimal | None) -> str:

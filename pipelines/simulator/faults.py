@@ -7,6 +7,7 @@ ARG a number for the kinds that take one. Examples:
   `12345678-01:html_error*1`   one gateway HTML page (HTTP 502) for that account
   `12345678-21:pages=3`        that account's output1 comes in three pages (tr_cont M, M, D)
   `*:maintenance=120`          a maintenance page for everything during the first two minutes
+  `*:bad_secret`               every token issuance refused as for a wrong app secret (EGW00105)
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from pipelines.errors import FaultSpecError
 KINDS: dict[str, str] = {
     "rate_limit": "HTTP 500, rt_cd 1, EGW00201 초당 거래건수를 초과하였습니다.",
     "token_throttle": "token issuance refused with EGW00133 (target `*`)",
+    "bad_appkey": "HTTP 403, EGW00103 유효하지 않은 AppKey입니다. for token issuance (target "
+    "`*`) and balance requests (a cached token does not help)",
+    "bad_secret": "HTTP 403, EGW00105 유효하지 않은 AppSecret입니다. for token issuance (target "
+    "`*`) and balance requests (a cached token does not help)",
     "expired_token": "HTTP 500, rt_cd 1, EGW00123 기간이 만료된 token 입니다.",
+    "token_invalid": "HTTP 500, rt_cd 1, EGW00121 유효하지 않은 token 입니다.",
+    "bad_account": "HTTP 200, rt_cd 1, OPSQ2000 ERROR : INPUT INVALID_CHECK_ACNO",
     "server_error": "HTTP 500 with an empty body",
     "html_error": "HTTP 502 with a gateway's HTML error page",
     "hang": "answer only after ARG seconds (default 30)",

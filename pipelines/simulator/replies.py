@@ -18,6 +18,8 @@ TRANSPORT_FAULTS = frozenset(
     {
         "rate_limit",
         "expired_token",
+        "token_invalid",
+        "bad_account",
         "server_error",
         "html_error",
         "hang",
@@ -47,6 +49,10 @@ def fault_reply(fault: Fault) -> Reply:
         return Reply(500, error_body("EGW00201", "초당 거래건수를 초과하였습니다."))
     if fault.kind == "expired_token":
         return Reply(500, error_body("EGW00123", "기간이 만료된 token 입니다."))
+    if fault.kind == "token_invalid":
+        return Reply(500, error_body("EGW00121", "유효하지 않은 token 입니다."))
+    if fault.kind == "bad_account":
+        return Reply(200, error_body("OPSQ2000", "ERROR : INPUT INVALID_CHECK_ACNO"))
     if fault.kind == "server_error":
         return Reply(500, "", content_type="text/plain")
     if fault.kind == "html_error":

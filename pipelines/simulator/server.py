@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,6 +26,7 @@ from pipelines.errors import FaultSpecError
 from pipelines.kis import protocol
 from pipelines.kis.protocol import Account
 from pipelines.kis.tokens import SEOUL
+from pipelines.simulator.app_keys import BAD_APP_KEY, parse_pairs, refusal
 from pipelines.simulator.faults import KINDS, FaultPlan
 from pipelines.simulator.portfolio import balance_body, foreign_rows_summed, without_ima
 from pipelines.simulator.replies import (
@@ -52,12 +53,15 @@ class Simulator:
         rate_limit: float | None = 20.0,
         faults: FaultPlan | str | None = None,
         clock: Callable[[], float] = time.time,
+        app_keys: Mapping[str, str] | None = None,
     ):
         self.token_interval = token_interval
         self.rate_limit = rate_limit
         self.faults = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
         self.fault_spec = str(faults or "")
         self.clock = clock
+        #: app key → secret, the only ones accepted (app_keys.refusal); None: any will do
+        self.app_keys = dict(app_keys) if app_keys is not None else None
         self.requests: Counter[str] = Counter()
         #: Balance requests being answered now, and the most at once: per app key and "*".
         self.in_flight: Counter[str] = Counter()
@@ -131,10 +135,11 @@ class Simulator:
     def issue_token(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         app_key, app_secret = body.get("appkey"), body.get("appsecret")
         if body.get("grant_type") != "client_credentials" or not app_key or not app_secret:
-            return 403, {
-                "error_description": "유효하지 않은 AppKey입니다.",
-                "error_code": "EGW00103",
-            }
+            return 403, {"error_description": BAD_APP_KEY[1], "error_code": BAD_APP_KEY[0]}
+        refused = refusal(self.faults, "*", self.app_keys, app_key, app_secret)
+        if refused:
+            self.requests[f"token_refused {refused[0]}"] += 1
+            return 403, {"error_description": refused[1], "error_code": refused[0]}
         now = self.clock()
         throttled = self.faults.take("*", {"token_throttle"})
         with self._lock:
@@ -248,6 +253,9 @@ class Simulator:
         if fault:
             self.requests[f"fault_{fault.kind}"] += 1
             return fault_reply(fault)
+        refused = refusal(self.faults, account.id)
+        if refused:  # a token cached before the key or secret went wrong: refused all the same
+            return Reply(403, error_body(*refused))
         body = balance_body(account, day)
         slow = self.faults.take(account.id, {"slow"})
         fault = self.faults.take(account.id, {"bad_total"})
@@ -399,10 +407,22 @@ def main(argv: list[str] | None = None) -> None:
         help="inject a fault (repeatable); KIND is one of: "
         + "; ".join(f"{kind} ({what})" for kind, what in KINDS.items()),
     )
+    parser.add_argument(
+        "--app-key",
+        action="append",
+        default=[],
+        metavar="APP_KEY=APP_SECRET",
+        help="accept only these app keys, each with its secret (repeatable): another key is "
+        "refused with EGW00103, a wrong secret with EGW00105 (default: any key and secret)",
+    )
     args = parser.parse_args(argv)
     try:
         faults = FaultPlan.parse(",".join(args.fault))
     except FaultSpecError as error:
+        parser.error(str(error))
+    try:
+        accepted = parse_pairs(args.app_key)
+    except ValueError as error:
         parser.error(str(error))
     sim = Simulator(
         args.host,
@@ -410,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
         token_interval=args.token_interval,
         rate_limit=args.rate_limit or None,
         faults=faults,
+        app_keys=accepted,
     )
     print(f"KIS simulator listening on {sim.base_url}", flush=True)
     print(f"  point the pipeline at it: KIS_ENV=sim KIS_BASE_URL={sim.base_url}", flush=True)
