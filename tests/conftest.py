@@ -98,3 +98,17 @@ def s3_root(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv("KIS_DATA_ROOT", root)
     monkeypatch.setenv("KIS_WAREHOUSE", str(tmp_path / "local" / "warehouse.duckdb"))
     return root
+
+
+@pytest.fixture(autouse=True)
+def no_defs_state_storage_left_behind() -> Iterator[None]:
+    """Dagster keeps the defs-state storage of an instance it entered in a context variable
+    and does not always reset it; once that instance is collected, every later in-process load
+    of definitions fails with "Attempted to resolve undefined DagsterInstance weakref" (seen
+    once in a whole `make test`, at a point set by the garbage collector). Each test starts and
+    ends without one."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+    yield
+    _current_storage.set(None)
