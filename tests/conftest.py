@@ -13,6 +13,7 @@ import pipelines.settings
 from pipelines.kis.tokens import TokenCache
 from pipelines.simulator import server as simulator_module
 from pipelines.simulator.server import Simulator
+from tests.dagster_state import forget_defs_state_storage
 
 # postgres_server (a throwaway PostgreSQL for the session) and postgres_db (a database per test)
 pytest_plugins = ("tests.postgres",)
@@ -102,13 +103,8 @@ def s3_root(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 @pytest.fixture(autouse=True)
 def no_defs_state_storage_left_behind() -> Iterator[None]:
-    """Dagster keeps the defs-state storage of an instance it entered in a context variable
-    and does not always reset it; once that instance is collected, every later in-process load
-    of definitions fails with "Attempted to resolve undefined DagsterInstance weakref" (seen
-    once in a whole `make test`, at a point set by the garbage collector). Each test starts and
-    ends without one."""
-    from dagster._core.storage.defs_state.base import _current_storage
-
-    _current_storage.set(None)
+    """Each test starts and ends with no defs-state storage left by Dagster (see
+    tests.dagster_state)."""
+    forget_defs_state_storage()
     yield
-    _current_storage.set(None)
+    forget_defs_state_storage()

@@ -20,6 +20,7 @@ import dagster as dg
 
 from assets.balance import balance_tables, kis_balance_raw, portfolio_report, warehouse_views
 from pipelines.definitions import resources
+from tests.dagster_state import forget_defs_state_storage
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,6 +44,7 @@ def materialize(
 ) -> dg.ExecuteInProcessResult:
     """One run over a day, or over a range of days (as a single-run backfill launches it)."""
     days = [days] if isinstance(days, date) else days
+    forget_defs_state_storage()
     tags = {}
     if len(days) > 1:
         tags = {
