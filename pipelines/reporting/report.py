@@ -354,17 +354,22 @@ def _totals(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Any] | None:
         "accounts_expected": t["accounts_expected"],
         "is_complete": t["is_complete"],
         "missing_accounts": t["missing_accounts"],
-        "net_assets": money.amount_cell(t["net_assets"]),
-        "total_assets": money.amount_cell(t["total_assets"]),
-        "securities_value": money.amount_cell(t["securities_value"]),
-        "cash": money.amount_cell(t["cash"]),
-        "loans": money.amount_cell(t["loans"]),
+        **_figures(t),
         "unrealized_pnl": money.amount_cell(t["unrealized_pnl"], signed=True),
         "previous": t["previous_snapshot_date"],
         "net_assets_change": money.amount_cell(t["net_assets_change"], signed=True),
         "change_accounts": t["net_assets_change_accounts"],
         "change_note": t["net_assets_change_note"],
     }
+
+
+#: The headline figures of an account or of every account together, each a view column.
+FIGURES = ("net_assets", "total_assets", "securities_value", "cash", "loans")
+
+
+def _figures(row: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of a view row, as the page shows amounts."""
+    return {name: money.amount_cell(row[name]) for name in FIGURES}
 
 
 def _accounts(con: duckdb.DuckDBPyConnection, day: date) -> list[dict[str, Any]]:
@@ -377,11 +382,7 @@ def _accounts(con: duckdb.DuckDBPyConnection, day: date) -> list[dict[str, Any]]
         {
             "account_id": r["account_id"],
             "product_code": r["product_code"],
-            "net_assets": money.amount_cell(r["net_assets"]),
-            "total_assets": money.amount_cell(r["total_assets"]),
-            "securities_value": money.amount_cell(r["securities_value"]),
-            "cash": money.amount_cell(r["cash"]),
-            "loans": money.amount_cell(r["loans"]),
+            **_figures(r),
             "change": money.amount_cell(r["net_assets_change"], signed=True),
             "previous": r["previous_snapshot_date"],
             "days_since_previous": r["days_since_previous"],
