@@ -363,8 +363,7 @@ def _totals(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Any] | None:
     }
 
 
-#: The headline figures of an account or of every account together, each a view column.
-FIGURES = ("net_assets", "total_assets", "securities_value", "cash", "loans")
+FIGURES = ("net_assets", "total_assets", "securities_value", "cash", "loans")  # view columns
 
 
 def _figures(row: dict[str, Any]) -> dict[str, Any]:
