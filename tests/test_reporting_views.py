@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -295,23 +296,30 @@ STANDARD, PRODUCT21, PORTAL = (
 
 
 def write_days(
-    data_root: Path, plan: dict[date, tuple[Account, ...]], configured: tuple[Account, ...]
+    data_root: Path,
+    plan: dict[date, tuple[Account, ...]],
+    configured: tuple[Account, ...],
+    edit: Callable[[Account, date, dict[str, Any]], None] = lambda *_: None,
 ) -> Path:
-    """Each day's simulated answers of the accounts in `plan`, written as the tidy step writes
-    them, and the warehouse built with `configured` as the configured accounts."""
+    """Each day's simulated answers of the accounts in `plan` (each changed by `edit` first),
+    written as the tidy step writes them, and the warehouse built with `configured` as the
+    configured accounts."""
     tables = ParquetTables(data_root)
     for day, accounts in plan.items():
-        snapshots = [
-            Snapshot(
-                a,
-                day,
-                datetime(day.year, day.month, day.day, 9, tzinfo=UTC),
-                (body := balance_body(a, day))["output1"],
-                body["output2"],
-                Path("x.json"),
+        snapshots = []
+        for a in accounts:
+            body = balance_body(a, day)
+            edit(a, day, body)
+            snapshots.append(
+                Snapshot(
+                    a,
+                    day,
+                    datetime(day.year, day.month, day.day, 9, tzinfo=UTC),
+                    body["output1"],
+                    body["output2"],
+                    Path("x.json"),
+                )
             )
-            for a in accounts
-        ]
         tables.write("asset_categories", day, flatten.asset_categories(snapshots))
         tables.write("account_summary", day, flatten.account_summary(snapshots))
     calendar = CaptureCalendar(CaptureSettings(), min(plan), tuple(a.id for a in configured))
@@ -400,6 +408,65 @@ def test_a_day_with_an_account_missing_is_incomplete_and_shows_no_loss(tmp_path:
     assert days[d3]["net_assets_change_note"] is not None
     assert days[d1]["previous_snapshot_date"] is None
     assert days[d3]["previous_snapshot_date"] == d2
+
+
+#: net_asset_history's per-account columns as plain window functions over each account's
+#: snapshots: what the view means (it computes them from the keys alone, so that a filter on the
+#: date reaches its scans).
+NET_ASSETS_BY_WINDOWS = """
+SELECT snapshot_date, account_id,
+       lag(snapshot_date) OVER w AS previous_snapshot_date,
+       snapshot_date - lag(snapshot_date) OVER w AS days_since_previous,
+       total_assets - lag(total_assets) OVER w AS total_assets_change,
+       net_assets - lag(net_assets) OVER w AS net_assets_change,
+       net_assets - first_value(net_assets IGNORE NULLS) OVER w AS net_assets_change_since_first
+FROM net_asset_history
+WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
+"""
+
+
+def test_changes_follow_each_accounts_own_snapshots_through_gaps_and_unknown_net_assets(
+    tmp_path: Path,
+) -> None:
+    """Gaps, an account missing a day, and a 합계 row whose net value is blank (on an account's
+    first day, and in the middle): every change is what the window over the account's own
+    snapshots says, whole or one day at a time."""
+    days = [date(2026, 3, 2) + timedelta(days=n) for n in (0, 1, 3, 4, 7)]
+    plan = {day: (STANDARD, PORTAL) for day in days}
+    plan[days[2]] = (STANDARD,)  # PORTAL misses a day
+    blank = {(PORTAL.id, days[0]), (STANDARD.id, days[3])}
+
+    def blank_net_value(account: Account, day: date, body: dict[str, Any]) -> None:
+        if (account.id, day) in blank:
+            body["output1"][-1]["real_nass_amt"] = ""
+
+    path = write_days(tmp_path, plan, (STANDARD, PORTAL), blank_net_value)
+    columns = (
+        "previous_snapshot_date, days_since_previous, total_assets_change, net_assets_change, "
+        "net_assets_change_since_first"
+    )
+    with duckdb.connect(str(path), read_only=True) as con:
+        expected = rows(con, f"SELECT * FROM ({NET_ASSETS_BY_WINDOWS}) ORDER BY ALL")
+        whole = rows(
+            con, f"SELECT snapshot_date, account_id, {columns} FROM net_asset_history ORDER BY ALL"
+        )
+        by_day = [
+            row
+            for day in days
+            for row in rows(
+                con,
+                f"SELECT snapshot_date, account_id, {columns} FROM net_asset_history "
+                f"WHERE snapshot_date = DATE '{day}' ORDER BY ALL",
+            )
+        ]
+        blanks = con.sql("SELECT count(*) FROM net_asset_history WHERE net_assets IS NULL")
+        blank_count = blanks.fetchone()
+    assert blank_count == (len(blank),)
+    assert whole == expected
+    assert by_day == expected
+    # PORTAL's second day is its first known net assets: its change since then is nothing
+    second = [r for r in expected if r["account_id"] == PORTAL.id][1]
+    assert second["net_assets_change_since_first"] == 0
 
 
 def test_no_account_on_both_dates_gives_no_change_and_says_why(tmp_path: Path) -> None:

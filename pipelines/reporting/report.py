@@ -205,8 +205,8 @@ def _net_assets(
         return None
     accounts = _query(
         con,
-        # the tables, not net_asset_history: the view's window functions would run over every
-        # day of history for the few points drawn
+        # the tables, not net_asset_history: the view would sort every day's keys of history
+        # for the few points drawn
         "SELECT s.account_id, s.product_code, s.snapshot_date, c.real_nass_amt AS net_assets "
         "FROM account_summary s LEFT JOIN asset_categories c "
         "ON c.is_total AND c.account_id = s.account_id AND c.snapshot_date = s.snapshot_date "
@@ -306,8 +306,8 @@ def _allocation_over_time(
 
 
 #: net_asset_history's row for each account on one day, computed from that day and each
-#: account's previous snapshot alone: the view's window functions would hold every day of
-#: history in memory for it (tests check both agree on every day).
+#: account's previous snapshot alone: the view would still sort every day's keys and read every
+#: 합계 row for its since-first change (tests check both agree on every day).
 ACCOUNTS_ON_DAY = f"""
 WITH totals AS ({views.output1_totals("snapshot_date = ?")}),
 today AS (

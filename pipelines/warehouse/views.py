@@ -106,26 +106,40 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
         "assets, securities, cash, loans and P&L, with the change from the previous snapshot "
         "and from the first. Gaps show in days_since_previous.",
         f"""
-        WITH totals AS ({output1_totals()}),
-        days AS (
-            SELECT s.snapshot_date, s.account_id, s.product_code, t.net_assets,
-                   s.tot_asst_amt AS total_assets, s.evlu_amt_smtl AS securities_value, t.cash,
-                   s.loan_amt_smtl AS loans, t.purchase_amount, t.unrealized_pnl, s.fetched_at
-            FROM account_summary s LEFT JOIN totals t USING (snapshot_date, account_id)
+        WITH steps AS (
+            -- the window runs over the keys alone, so a filter on snapshot_date reaches the
+            -- wide scans below: one day costs that day, not every day of history
+            SELECT snapshot_date, account_id,
+                   lag(snapshot_date) OVER w AS previous_snapshot_date,
+                   lag(tot_asst_amt) OVER w AS previous_total_assets
+            FROM account_summary
+            WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
+        ),
+        firsts AS (
+            SELECT account_id, min(snapshot_date) AS first_date,
+                   arg_min(real_nass_amt, snapshot_date) AS first_net_assets
+            FROM asset_categories WHERE is_total AND real_nass_amt IS NOT NULL
+            GROUP BY account_id
         )
         SELECT
-            snapshot_date, account_id, product_code, net_assets, total_assets,
-            securities_value, cash, loans, purchase_amount, unrealized_pnl,
-            lag(snapshot_date) OVER w AS previous_snapshot_date,
-            snapshot_date - lag(snapshot_date) OVER w AS days_since_previous,
-            total_assets - lag(total_assets) OVER w AS total_assets_change,
-            net_assets - lag(net_assets) OVER w AS net_assets_change,
-            net_assets - first_value(net_assets IGNORE NULLS) OVER w
+            k.snapshot_date, k.account_id, s.product_code, t.net_assets,
+            s.tot_asst_amt AS total_assets, s.evlu_amt_smtl AS securities_value, t.cash,
+            s.loan_amt_smtl AS loans, t.purchase_amount, t.unrealized_pnl,
+            k.previous_snapshot_date,
+            k.snapshot_date - k.previous_snapshot_date AS days_since_previous,
+            s.tot_asst_amt - k.previous_total_assets AS total_assets_change,
+            t.net_assets - p.real_nass_amt AS net_assets_change,
+            CASE WHEN f.first_date <= k.snapshot_date THEN t.net_assets - f.first_net_assets END
                 AS net_assets_change_since_first,
-            fetched_at,
+            s.fetched_at,
             {IS_SIMULATED}
-        FROM days
-        WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
+        FROM steps k
+        JOIN account_summary s USING (snapshot_date, account_id)
+        LEFT JOIN ({output1_totals()}) t USING (snapshot_date, account_id)
+        LEFT JOIN asset_categories p
+          ON p.is_total AND p.account_id = k.account_id
+         AND p.snapshot_date = k.previous_snapshot_date
+        LEFT JOIN firsts f ON f.account_id = k.account_id
         """,
     ),
     "allocation_history": (
@@ -180,14 +194,15 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
         "both dates only).",
         f"""
         WITH dates AS (
-            SELECT snapshot_date,
-                   lag(snapshot_date) OVER (ORDER BY snapshot_date) AS previous_snapshot_date
-            FROM (SELECT DISTINCT snapshot_date FROM account_summary)
+            -- per date alone (narrow), so a filter on snapshot_date reaches the sums below
+            SELECT snapshot_date, count(*) AS accounts,
+                   lag(snapshot_date) OVER (ORDER BY snapshot_date) AS previous_snapshot_date,
+                   lag(count(*)) OVER (ORDER BY snapshot_date) AS previous_accounts
+            FROM account_summary GROUP BY snapshot_date
         ),
         expected AS ({_expected_accounts("dates", "snapshot_date", "account_summary")}),
         sums AS (
-            SELECT h.snapshot_date, any_value(d.previous_snapshot_date) AS previous_snapshot_date,
-                   count(*) AS accounts,
+            SELECT h.snapshot_date,
                    sum(h.net_assets) AS net_assets, sum(h.total_assets) AS total_assets,
                    sum(h.securities_value) AS securities_value, sum(h.cash) AS cash,
                    sum(h.loans) AS loans, sum(h.unrealized_pnl) AS unrealized_pnl,
@@ -200,7 +215,7 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
             FROM net_asset_history h JOIN dates d USING (snapshot_date)
             GROUP BY h.snapshot_date
         ),
-        c AS (SELECT *, lag(accounts) OVER (ORDER BY snapshot_date) AS previous_accounts FROM sums)
+        c AS (SELECT * FROM sums JOIN dates USING (snapshot_date))
         SELECT c.snapshot_date, c.accounts, e.accounts_expected,
                c.accounts = e.accounts_expected AS is_complete, e.missing_accounts,
                c.net_assets, c.total_assets, c.securities_value, c.cash, c.loans,
