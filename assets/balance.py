@@ -32,7 +32,7 @@ from pipelines.lake import schema
 from pipelines.reporting import day_summary, report
 from pipelines.tidy import build as tidy
 from pipelines.tidy import checks
-from pipelines.warehouse import warehouse
+from pipelines.warehouse import sources, warehouse
 
 # Single-run backfills are what rebuilding a range needs; Dagster still marks the @asset
 # parameter as beta, which would otherwise print on every load.
@@ -61,7 +61,7 @@ def _days(context: dg.AssetExecutionContext) -> list[date]:
 def column_schema(arrow_schema: pa.Schema) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[dg.TableColumn(schema.PARTITION_COLUMN, "DATE")]
-        + [dg.TableColumn(f.name, warehouse.duckdb_type(f.type)) for f in arrow_schema]
+        + [dg.TableColumn(f.name, sources.duckdb_type(f.type)) for f in arrow_schema]
     )
 
 

@@ -37,12 +37,12 @@ from bench.common import env_int, median, seconds, verdict
 from bench.flatten_speed import snapshots_for
 from pipelines.ingest import provenance
 from pipelines.kis.protocol import Account
-from pipelines.lake import compaction, schema
+from pipelines.lake import account_totals, compaction, schema
 from pipelines.lake.compaction import CompactedMonths
 from pipelines.lake.tables import ParquetTables
 from pipelines.tidy import flatten
 from pipelines.warehouse import warehouse
-from pipelines.warehouse.views import DERIVED_VIEWS
+from pipelines.warehouse.views import ACCOUNT_DAYS, DERIVED_VIEWS, with_sources
 
 TARGET_WARM = 0.100
 TARGET_RATIO = 5.0
@@ -74,15 +74,21 @@ def write_history(
 
 
 def one_file(data_root: Path, target: Path) -> dict[str, Path]:
+    """Each table's days in one file sorted as a compacted month (account_summary with its
+    totals from output1, as compaction stores them)."""
     tables = ParquetTables(data_root.resolve())
     paths = {}
     with duckdb.connect() as con:
+        whole = {}
         for name in warehouse.TABLE_COMMENTS:
             columns = ", ".join([schema.PARTITION_COLUMN, *schema.TABLES[name].names])
-            rows = con.execute(
+            whole[name] = con.execute(
                 f"SELECT {columns} FROM read_parquet('{tables.glob(name)}', hive_partitioning = "
                 f"true, hive_types = {{'{schema.PARTITION_COLUMN}': DATE}})"
             ).to_arrow_table()
+        for name, rows in whole.items():
+            if name in compaction.TOTALS:
+                rows = account_totals.attach(rows, whole[compaction.TOTALS[name]])
             paths[name] = target / f"{name}.parquet"
             pq.write_table(
                 rows.sort_by(compaction.SORT_KEYS), paths[name], compression=compaction.COMPRESSION
@@ -106,8 +112,9 @@ def baseline_connection(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
                 "LEFT JOIN category_labels l USING (layout, category_seq)"
             )
         con.execute(f"CREATE VIEW {name} AS {base}")
+    sources = {ACCOUNT_DAYS: f"SELECT * FROM read_parquet('{files['account_summary']}')"}
     for name, (_, sql) in DERIVED_VIEWS.items():
-        con.execute(f"CREATE VIEW {name} AS {sql}")
+        con.execute(f"CREATE VIEW {name} AS {with_sources(sql, sources)}")
     return con
 
 

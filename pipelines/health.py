@@ -318,8 +318,9 @@ def _daily_finding(
 def _verify_compacted(storage: Storage, today: date, result: Verified) -> None:
     compactor = CompactedMonths(storage)
     count = 0
+    sources = {table: compactor.sources(table) for table in schema.TABLES}
     for table in schema.TABLES:
-        months = compactor.sources(table)
+        months = sources[table]
         existing = compactor.compacted_months(table)
         month_of_file = {compactor.path(table, month): month for month in sorted(existing)}
         count += len(month_of_file)
@@ -345,7 +346,9 @@ def _verify_compacted(storage: Storage, today: date, result: Verified) -> None:
             for month, days in sorted(months.items())
             if month < month_of(today)
             and compactor.path(table, month) not in damaged
-            and not compactor.is_current(table, month, days, existing)
+            and not compactor.is_current(
+                table, month, compactor.inputs(table, month, sources), existing
+            )
         ]
         if behind:
             result.notes.append(

@@ -3,15 +3,18 @@ files do, and a changed day is never hidden behind a stale compacted file."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipelines.kis.protocol import Account
+from pipelines.lake import account_totals
 from pipelines.lake.compaction import SOURCES_KEY, CompactedMonths
 from pipelines.lake.tables import ParquetTables
 from pipelines.tidy import flatten
@@ -101,6 +104,55 @@ def test_a_rewritten_day_is_read_from_its_daily_file_until_compacted_again(histo
     assert [p.stem for p in compacted.refresh(TODAY)] == ["2024-05", "2024-05"]
     assert compacted.files("asset_categories").daily_months == [JUNE]
     assert answers(history) == after
+
+
+def test_account_summary_months_carry_the_totals_of_their_output1_rows(history: Path) -> None:
+    """A compacted account_summary month holds each row's totals from output1 (what
+    net_asset_history reads): a rewritten asset_categories day alone makes it stale, and the
+    views read that month by day until it is compacted again."""
+    compacted = CompactedMonths(history)
+    compacted.refresh(TODAY)
+    stored = pq.read_table(compacted.path("account_summary", MAY))
+    assert stored.schema.names[-len(account_totals.COLUMNS) :] == account_totals.COLUMNS.names
+    assert stored.column("net_assets").null_count == 0
+    day, dropped = date(2024, 5, 15), ACCOUNTS[1]
+    categories = flatten.asset_categories([snapshot(ACCOUNTS[0], day)])
+    ParquetTables(history).write("asset_categories", day, categories)  # output1 of one account
+    assert compacted.files("account_summary").daily_months == [MAY, JUNE]
+    net = (
+        "SELECT net_assets FROM net_asset_history "
+        f"WHERE snapshot_date = DATE '{day}' AND account_id = '{dropped.id}'"
+    )
+    with duckdb.connect(str(warehouse.build(history)), read_only=True) as con:
+        assert con.execute(net).fetchone() == (None,)
+    assert sorted(p.parent.name for p in compacted.refresh(TODAY)) == [
+        "account_summary",
+        "asset_categories",
+    ]
+    assert compacted.files("account_summary").daily_months == [JUNE]
+    with duckdb.connect(str(warehouse.build(history)), read_only=True) as con:
+        assert con.execute(net).fetchone() == (None,)
+
+
+def test_a_month_compacted_before_the_totals_is_compacted_again(history: Path) -> None:
+    """An account_summary month compacted by an older version (no totals; its own days in the
+    record) is not read; the next refresh writes it with the totals."""
+    compacted = CompactedMonths(history)
+    days = compacted.sources("account_summary")[MAY]
+    old_record = json.dumps([[d.isoformat(), *fingerprint] for d, fingerprint in days.items()])
+    rows = pa.concat_tables(
+        ParquetTables(history)
+        .read("account_summary", d)
+        .add_column(0, "snapshot_date", pa.array([d] * len(ACCOUNTS), pa.date32()))
+        for d in days
+    )
+    path = compacted.path("account_summary", MAY)
+    path.parent.mkdir(parents=True)
+    pq.write_table(rows.replace_schema_metadata({SOURCES_KEY: old_record.encode()}), path)
+    assert MAY in compacted.files("account_summary").daily_months
+    assert compacted.path("account_summary", MAY) in compacted.refresh(TODAY)
+    assert MAY not in compacted.files("account_summary").daily_months
+    assert pq.read_schema(path).names[-1] == account_totals.COLUMNS.names[-1]
 
 
 def test_a_removed_day_leaves_the_views_at_once(history: Path) -> None:

@@ -24,7 +24,7 @@ from assets.duckdb_resource import WarehouseDuckDB
 from pipelines import frames
 from pipelines.commands import sql
 from pipelines.settings import Settings
-from pipelines.warehouse import warehouse
+from pipelines.warehouse import sources, warehouse
 from tests.runs import failure_text, materialize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,11 +186,11 @@ def test_an_s3_root_keeps_its_urls_in_the_views(s3_root: str) -> None:
     result = materialize(DAYS[-2:])
     assert result.success, failure_text(result)
     settings = Settings.from_env()
-    assert warehouse.root_statement(settings.data_root) is None
+    assert sources.root_statement(settings.data_root) is None
     with warehouse.connect(settings.data_root, settings.warehouse) as con:
         [(text,)] = con.execute(
             "SELECT sql FROM duckdb_views() WHERE view_name = 'account_summary'"
         ).fetchall()
         assert f"'{s3_root}/compacted/account_summary/" in text
-        assert warehouse.ROOT_MACRO not in text
+        assert sources.ROOT_MACRO not in text
         assert con.execute("SELECT count(*) FROM account_summary").fetchone() == (4,)

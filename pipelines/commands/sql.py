@@ -20,7 +20,7 @@ import duckdb
 
 from pipelines.settings import Settings, SettingsError
 from pipelines.storage.roots import open_root
-from pipelines.warehouse import warehouse
+from pipelines.warehouse import sources, warehouse
 
 
 def connect(
@@ -82,7 +82,7 @@ def cli_command(cli: str, settings: Settings) -> list[str]:
     """The `duckdb` shell on the warehouse, read-only, its views pointed at the data root (so a
     copied or moved root reads its own files)."""
     command = [cli, "-readonly", str(settings.warehouse)]
-    statement = warehouse.root_statement(settings.data_root)
+    statement = sources.root_statement(settings.data_root)
     return [*command, "-cmd", statement] if statement else command
 
 

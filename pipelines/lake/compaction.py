@@ -8,6 +8,10 @@ only while they are exactly those; otherwise the views read that month's daily f
 is compacted again. A compacted file that cannot be read is treated as missing (compacted
 again); a month with a daily file that cannot be read is left to its daily files until that day
 is rebuilt from raw (pipelines/tidy/heal.py). Both are noted in `found`.
+
+A compacted account_summary month also holds each row's totals from output1
+(account_totals.COLUMNS, from the same month's asset_categories), so that net_asset_history
+reads one narrow table for closed months; it records the daily files of both tables.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from datetime import date
 import pyarrow as pa
 
 from pipelines.errors import SchemaError
-from pipelines.lake import arrays, parquet, schema
+from pipelines.lake import account_totals, arrays, parquet, schema
 from pipelines.lake.tables import ParquetTables
 from pipelines.storage.base import Fingerprint
 from pipelines.storage.damage import Damage, DamagedFileError
@@ -37,6 +41,11 @@ COMPRESSION = "snappy"
 ROOT = "compacted"
 MONTH_FILE = re.compile(r"^(\d{4}-\d{2})\.parquet$")
 SORT_KEYS = [(schema.PARTITION_COLUMN, "ascending"), ("account_id", "ascending")]
+#: A table whose compacted months carry the totals (account_totals) of another's rows.
+TOTALS = {"account_summary": "asset_categories"}
+
+#: The daily files a compacted month is built from: table → day → fingerprint.
+Inputs = dict[str, dict[date, Fingerprint]]
 
 
 def month_of(day: date) -> date:
@@ -52,6 +61,8 @@ class TableFiles:
     #: Every file the view reads (compacted months and the daily files of the other months),
     #: by key, with its fingerprint when listed.
     fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    #: The months of `compacted`, in the same order.
+    compacted_months: list[date] = field(default_factory=list)
 
 
 class CompactedMonths:
@@ -80,6 +91,21 @@ class CompactedMonths:
         """The days written for `table`, grouped by month (first day of the month)."""
         return {month: list(days) for month, days in self.sources(table).items()}
 
+    def inputs(
+        self, table: str, month: date, sources: Mapping[str, dict[date, dict[date, Fingerprint]]]
+    ) -> Inputs:
+        """The daily files `table`'s compacted `month` is built from, from each table's
+        `sources` (TOTALS: another table's too)."""
+        found = {table: sources[table].get(month, {})}
+        if table in TOTALS:
+            found[TOTALS[table]] = sources[TOTALS[table]].get(month, {})
+        return found
+
+    def all_sources(self, table: str) -> dict[str, dict[date, dict[date, Fingerprint]]]:
+        """`sources` of `table` and of the table its totals come from (TOTALS)."""
+        names = [table, TOTALS[table]] if table in TOTALS else [table]
+        return {name: self.sources(name) for name in names}
+
     def compacted_months(self, table: str) -> set[date]:
         """Months that have a compacted file of `table` (current or not)."""
         return set(self._compacted_files(table))
@@ -94,16 +120,20 @@ class CompactedMonths:
         return found
 
     @staticmethod
-    def _fingerprint(days: dict[date, Fingerprint]) -> str:
+    def _fingerprint(inputs: Inputs) -> str:
         """The month's daily files as recorded in a compacted file; any rewrite or removal
-        changes it."""
-        return json.dumps([[day.isoformat(), *fingerprint] for day, fingerprint in days.items()])
+        changes it. One table's: a list of days (as before TOTALS); more: one per table."""
+        listed = {
+            table: [[day.isoformat(), *fingerprint] for day, fingerprint in days.items()]
+            for table, days in inputs.items()
+        }
+        return json.dumps(next(iter(listed.values())) if len(listed) == 1 else listed)
 
     def is_current(
         self,
         table: str,
         month: date,
-        days: dict[date, Fingerprint],
+        inputs: Inputs,
         compacted: set[date] | None = None,
     ) -> bool:
         if month not in (self.compacted_months(table) if compacted is None else compacted):
@@ -116,10 +146,11 @@ class CompactedMonths:
             return False
         except DamagedFileError as error:  # as if missing: compacted again, read by day meanwhile
             self._note(
-                error, f"the views read its {len(days)} daily files until it is compacted again"
+                error,
+                f"the views read its {len(inputs[table])} daily files until it is compacted again",
             )
             return False
-        return recorded is not None and recorded.decode() == self._fingerprint(days)
+        return recorded is not None and recorded.decode() == self._fingerprint(inputs)
 
     def _note(self, error: DamagedFileError, action: str) -> None:
         """Note a damaged file and what was done (the latest action for a file stands)."""
@@ -130,15 +161,32 @@ class CompactedMonths:
         self,
         table: str,
         month: date,
-        days: dict[date, Fingerprint],
+        inputs: Inputs,
         fresh: Mapping[tuple[str, date], tuple[Fingerprint, pa.Table]] | None = None,
     ) -> Location:
-        """Write the month's daily files as one file sorted by day and account.
+        """Write the month's daily files as one file sorted by day and account (with TOTALS,
+        the totals of the other table's rows as more columns).
 
         The fingerprints come from before reading, so a day rewritten meanwhile makes the new
         file stale (and unused) rather than wrong. A day in `fresh` (the table a run just wrote,
         with its file's fingerprint then) is taken from memory while its file is unchanged.
         """
+        merged = self._month(table, inputs[table], fresh).sort_by(SORT_KEYS)
+        if table in TOTALS:
+            source = TOTALS[table]
+            merged = account_totals.attach(merged, self._month(source, inputs[source], fresh))
+        merged = merged.replace_schema_metadata({SOURCES_KEY: self._fingerprint(inputs).encode()})
+        with self.storage.staged(self.key(table, month)) as tmp:
+            parquet.write(merged, tmp, compression=COMPRESSION)
+        return self.path(table, month)
+
+    def _month(
+        self,
+        table: str,
+        days: dict[date, Fingerprint],
+        fresh: Mapping[tuple[str, date], tuple[Fingerprint, pa.Table]] | None,
+    ) -> pa.Table:
+        """The days' rows of `table` with snapshot_date as their first column."""
         parts = []
         for day, fingerprint in days.items():
             written = (fresh or {}).get((table, day))
@@ -150,11 +198,10 @@ class CompactedMonths:
                 raise SchemaError(f"{self.daily.path(table, day)}: not the declared {table} schema")
             dates = arrays.dates([day] * data.num_rows)
             parts.append(data.add_column(0, schema.PARTITION_COLUMN, dates))
-        merged = pa.concat_tables(parts).sort_by(SORT_KEYS)
-        merged = merged.replace_schema_metadata({SOURCES_KEY: self._fingerprint(days).encode()})
-        with self.storage.staged(self.key(table, month)) as tmp:
-            parquet.write(merged, tmp, compression=COMPRESSION)
-        return self.path(table, month)
+        if not parts:
+            fields = [pa.field(schema.PARTITION_COLUMN, pa.date32()), *schema.TABLES[table]]
+            return pa.schema(fields).empty_table()
+        return pa.concat_tables(parts)
 
     def refresh(
         self,
@@ -174,18 +221,20 @@ class CompactedMonths:
         """
         written = []
         with self.storage.lock("compaction"):
+            sources = {table: self.sources(table) for table in schema.TABLES}
             for table in schema.TABLES:
-                months = self.sources(table)
+                months = sources[table]
                 compacted = self.compacted_months(table)
                 for month, days in sorted(months.items()):
                     if month >= month_of(today):
                         continue
+                    inputs = self.inputs(table, month, sources)
                     if (table, month) not in rewrite and self.is_current(
-                        table, month, days, compacted
+                        table, month, inputs, compacted
                     ):
                         continue
                     try:
-                        written.append(self.compact(table, month, days, fresh))
+                        written.append(self.compact(table, month, inputs, fresh))
                         action = f"compacted again from its {len(days)} daily files"
                         self.found = [
                             dataclasses.replace(found, action=action)
@@ -208,15 +257,17 @@ class CompactedMonths:
 
     def files(self, table: str) -> TableFiles:
         """Current compacted files, and the months whose daily files must be read instead."""
-        compacted, daily_months = [], []
+        compacted, daily_months, compacted_months = [], [], []
         fingerprints: dict[str, Fingerprint] = {}
         existing = self._compacted_files(table)
         months = set(existing)
-        for month, days in sorted(self.sources(table).items()):
-            if self.is_current(table, month, days, months):
+        sources = self.all_sources(table)
+        for month, days in sorted(sources[table].items()):
+            if self.is_current(table, month, self.inputs(table, month, sources), months):
                 compacted.append(self.path(table, month))
+                compacted_months.append(month)
                 fingerprints[self.key(table, month)] = existing[month]
             else:
                 daily_months.append(month)
                 fingerprints |= {self.daily.key(table, day): days[day] for day in days}
-        return TableFiles(compacted, daily_months, fingerprints)
+        return TableFiles(compacted, daily_months, fingerprints, compacted_months)

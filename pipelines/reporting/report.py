@@ -23,9 +23,10 @@ import duckdb
 import jinja2
 
 from pipelines.ingest import provenance
+from pipelines.lake import account_totals
 from pipelines.reporting import charts, money
 from pipelines.storage.roots import DataRoot, Location, Storage, open_root
-from pipelines.warehouse import views, warehouse
+from pipelines.warehouse import warehouse
 
 #: The net-assets chart covers the year up to the report's day, so the page (and the memory it
 #: takes to draw) stays the same size however long the history grows.
@@ -305,11 +306,10 @@ def _allocation_over_time(
     }
 
 
-#: net_asset_history's row for each account on one day, computed from that day and each
-#: account's previous snapshot alone: the view would still sort every day's keys and read every
-#: 합계 row for its since-first change (tests check both agree on every day).
+#: net_asset_history's row for each account on one day, from that day and each account's previous
+#: snapshot alone, without the view's sort of every day's keys (tests check both agree every day).
 ACCOUNTS_ON_DAY = f"""
-WITH totals AS ({views.output1_totals("snapshot_date = ?")}),
+WITH totals AS ({account_totals.sql("asset_categories", "snapshot_date = ?")}),
 today AS (
     SELECT s.account_id, s.product_code, t.net_assets, s.tot_asst_amt AS total_assets,
            s.evlu_amt_smtl AS securities_value, t.cash, s.loan_amt_smtl AS loans,

@@ -35,7 +35,7 @@ from pipelines.storage.damage import DamagedFileError
 from pipelines.storage.objects import replaced_while_reading
 from pipelines.storage.roots import Location, Storage
 from pipelines.storage.s3_access import unreachable_while_reading
-from pipelines.warehouse.views import DERIVED_VIEWS, DRIFT_VIEW
+from pipelines.warehouse.views import DERIVED_VIEWS, DRIFT_VIEW, SOURCE_TABLES, with_sources
 
 #: The warehouse's table of the files checked whole, with their fingerprints then.
 CHECKED_FILES = "checked_files"
@@ -55,8 +55,12 @@ class ViewError(DataError, ValueError):
 
 
 def declared_sources() -> dict[str, str]:
-    """Each derived view's SQL as declared (views.py)."""
-    return {name: sql for name, (_, sql) in DERIVED_VIEWS.items()} | {DRIFT_VIEW[0]: DRIFT_VIEW[2]}
+    """Each derived view's SQL as declared (views.py), a source it reads standing for the base
+    views behind it."""
+    stand_ins = {name: " JOIN ".join(tables) for name, tables in SOURCE_TABLES.items()}
+    declared = {name: sql for name, (_, sql) in DERIVED_VIEWS.items()}
+    declared[DRIFT_VIEW[0]] = DRIFT_VIEW[2]
+    return {name: with_sources(sql, stand_ins) for name, sql in declared.items()}
 
 
 def built_sources(con: duckdb.DuckDBPyConnection) -> dict[str, str]:

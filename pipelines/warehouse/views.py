@@ -7,7 +7,7 @@ the warehouse refuses to build otherwise.
 
 from __future__ import annotations
 
-from pipelines.kis import layouts
+import re
 
 #: Every account's expected span: from its first snapshot, up to today if it is configured
 #: (in capture_accounts; every account is, when that table is empty), else up to its last.
@@ -36,24 +36,21 @@ def _expected_accounts(periods: str, period: str, present: str) -> str:
     """
 
 
-#: The deposit rows, as an SQL list of category codes (declared in layouts.py).
-CASH_CODES_SQL = ", ".join(f"'{code}'" for code in sorted(layouts.CASH_DEPOSIT_CODES))
+#: account_summary's rows with their totals from output1 (lake/account_totals.py): a source the
+#: warehouse gives the views that read it (`with_sources`), from compacted months or by day.
+ACCOUNT_DAYS = "account_days"
+#: The base views each source reads (what a damaged file of theirs reaches).
+SOURCE_TABLES = {ACCOUNT_DAYS: ("account_summary", "asset_categories")}
 
 
-def output1_totals(where: str = "true") -> str:
-    """Per account and day, from output1 in one filtered pass (no correlated subquery): the 합계
-    row's net assets, purchase amount and P&L, and the deposit rows added up as cash. `where`
-    narrows the rows (e.g. to one day)."""
-    return f"""
-    SELECT snapshot_date, account_id,
-           sum(real_nass_amt) FILTER (WHERE is_total) AS net_assets,
-           sum(pchs_amt) FILTER (WHERE is_total) AS purchase_amount,
-           sum(evlu_pfls_amt) FILTER (WHERE is_total) AS unrealized_pnl,
-           sum(evlu_amt) FILTER (WHERE NOT is_total) AS cash
-    FROM asset_categories
-    WHERE (is_total OR category_code IN ({CASH_CODES_SQL})) AND ({where})
-    GROUP BY snapshot_date, account_id
-    """
+def with_sources(sql: str, sources: dict[str, str]) -> str:
+    """`sql` with each source (name → query) it reads from or joins replaced by its query, as a
+    subquery: DuckDB would materialize a common table expression read twice (a view's stored SQL
+    loses NOT MATERIALIZED), and then a filter on the view would no longer reach the scans."""
+    for name, query in sources.items():
+        subquery = f"({query})"
+        sql = re.sub(rf"\b(FROM|JOIN) {name}\b", lambda m: f"{m[1]} {subquery}", sql)  # noqa: B023
+    return sql
 
 
 #: latest_allocation's columns (allocation_as_of's too).
@@ -107,39 +104,28 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
         "and from the first. Gaps show in days_since_previous.",
         f"""
         WITH steps AS (
-            -- the window runs over the keys alone, so a filter on snapshot_date reaches the
-            -- wide scans below: one day costs that day, not every day of history
+            -- the window sorts the keys and the two amounts alone; the other columns join back
+            -- by key, so a day's rows cost that day (plus the sort), not every day's payload
             SELECT snapshot_date, account_id,
                    lag(snapshot_date) OVER w AS previous_snapshot_date,
-                   lag(tot_asst_amt) OVER w AS previous_total_assets
-            FROM account_summary
+                   lag(tot_asst_amt) OVER w AS previous_total_assets,
+                   lag(net_assets) OVER w AS previous_net_assets,
+                   first_value(net_assets IGNORE NULLS) OVER w AS first_net_assets
+            FROM {ACCOUNT_DAYS}
             WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
-        ),
-        firsts AS (
-            SELECT account_id, min(snapshot_date) AS first_date,
-                   arg_min(real_nass_amt, snapshot_date) AS first_net_assets
-            FROM asset_categories WHERE is_total AND real_nass_amt IS NOT NULL
-            GROUP BY account_id
         )
         SELECT
-            k.snapshot_date, k.account_id, s.product_code, t.net_assets,
-            s.tot_asst_amt AS total_assets, s.evlu_amt_smtl AS securities_value, t.cash,
-            s.loan_amt_smtl AS loans, t.purchase_amount, t.unrealized_pnl,
+            snapshot_date, account_id, d.product_code, d.net_assets,
+            d.tot_asst_amt AS total_assets, d.evlu_amt_smtl AS securities_value, d.cash,
+            d.loan_amt_smtl AS loans, d.purchase_amount, d.unrealized_pnl,
             k.previous_snapshot_date,
-            k.snapshot_date - k.previous_snapshot_date AS days_since_previous,
-            s.tot_asst_amt - k.previous_total_assets AS total_assets_change,
-            t.net_assets - p.real_nass_amt AS net_assets_change,
-            CASE WHEN f.first_date <= k.snapshot_date THEN t.net_assets - f.first_net_assets END
-                AS net_assets_change_since_first,
-            s.fetched_at,
+            snapshot_date - k.previous_snapshot_date AS days_since_previous,
+            d.tot_asst_amt - k.previous_total_assets AS total_assets_change,
+            d.net_assets - k.previous_net_assets AS net_assets_change,
+            d.net_assets - k.first_net_assets AS net_assets_change_since_first,
+            d.fetched_at,
             {IS_SIMULATED}
-        FROM steps k
-        JOIN account_summary s USING (snapshot_date, account_id)
-        LEFT JOIN ({output1_totals()}) t USING (snapshot_date, account_id)
-        LEFT JOIN asset_categories p
-          ON p.is_total AND p.account_id = k.account_id
-         AND p.snapshot_date = k.previous_snapshot_date
-        LEFT JOIN firsts f ON f.account_id = k.account_id
+        FROM steps k JOIN {ACCOUNT_DAYS} d USING (snapshot_date, account_id)
         """,
     ),
     "allocation_history": (

@@ -2,9 +2,7 @@
 
 The file holds only views (of the Parquet files: compacted months, daily files for the rest), so
 rebuilding it never touches data. It is always a local file (KIS_WAREHOUSE); `connect` opens it
-with what its views need to read the data root. Under a local root the views name each file
-relative to the root the warehouse is opened with (`ROOT_VARIABLE`, set by `attach`), or else the
-one it was built in, so a copied or moved root reads its own files; s3:// URLs stay as they are.
+with what its views need to read the data root (sources.py: how the views name the files).
 """
 
 from __future__ import annotations
@@ -15,17 +13,16 @@ import os
 import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TypeVar
 
 import duckdb
-import pyarrow as pa
 
 from pipelines.ingest import provenance
 from pipelines.ingest.capture import TIME_ZONE, CaptureCalendar
 from pipelines.kis import layouts
 from pipelines.lake import schema
-from pipelines.lake.compaction import CompactedMonths, TableFiles
+from pipelines.lake.compaction import CompactedMonths
 from pipelines.lake.tables import ParquetTables
 from pipelines.storage.base import WAREHOUSE_FILE
 from pipelines.storage.files import atomic_path, locked, sweep
@@ -34,8 +31,22 @@ from pipelines.storage.roots import DataRoot, LocalStorage, Storage, open_root
 from pipelines.storage.s3_access import unreachable_while_reading
 from pipelines.warehouse import view_check
 from pipelines.warehouse.glossary import GLOSSARY, VIEW_GLOSSARY
+from pipelines.warehouse.sources import (
+    account_days_sql,
+    attach,
+    parquet_sql,
+    quote,
+    root_macro_sql,
+    table_view_sql,
+)
 from pipelines.warehouse.targets import Target
-from pipelines.warehouse.views import DERIVED_VIEWS, DRIFT_VIEW, TABLE_MACROS
+from pipelines.warehouse.views import (
+    ACCOUNT_DAYS,
+    DERIVED_VIEWS,
+    DRIFT_VIEW,
+    TABLE_MACROS,
+    with_sources,
+)
 
 FILE_NAME = WAREHOUSE_FILE
 log = logging.getLogger(__name__)
@@ -58,18 +69,6 @@ TABLE_COMMENTS = {
 }
 
 
-def duckdb_type(arrow_type: pa.DataType) -> str:
-    if pa.types.is_decimal(arrow_type):
-        return f"DECIMAL({arrow_type.precision}, {arrow_type.scale})"
-    if pa.types.is_timestamp(arrow_type):
-        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
-    return {pa.string(): "VARCHAR", pa.int16(): "SMALLINT", pa.bool_(): "BOOLEAN"}[arrow_type]
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def on_day(sql: str, day: date) -> str:
     """`sql` with each `?` (all of them stand for the day) replaced by `day` as a DATE literal.
 
@@ -84,104 +83,13 @@ def on_day(sql: str, day: date) -> str:
 def _category_labels_sql() -> str:
     """Every layout's rows as a table: the labels and asset classes, declared in layouts.py."""
     rows = ", ".join(
-        f"({_quote(name)}, {seq}, {_quote(c.code)}, {_quote(c.asset_class)})"
+        f"({quote(name)}, {seq}, {quote(c.code)}, {quote(c.asset_class)})"
         for name, seq, c in layouts.labelled_rows()
     )
     return (
         "CREATE TABLE category_labels (layout VARCHAR, category_seq SMALLINT, "
         f"category_code VARCHAR, asset_class VARCHAR); INSERT INTO category_labels VALUES {rows}"
     )
-
-
-def _table_view_sql(name: str, files: TableFiles, tables: ParquetTables) -> str:
-    table_schema = schema.TABLES[name]
-    columns = ", ".join([schema.PARTITION_COLUMN, *table_schema.names])
-    if name == "asset_categories":  # the roll-up is looked up, so it can change without a rewrite
-        return (
-            f"SELECT t.*, l.asset_class FROM ({_parquet_sql(name, files, tables, columns)}) t "
-            "LEFT JOIN category_labels l USING (layout, category_seq)"
-        )
-    return _parquet_sql(name, files, tables, columns)
-
-
-# -- where the views read: every path of the data root rendered in one place ------------------
-
-#: The DuckDB variable `attach` sets to the local data root a connection reads (the one the
-#: warehouse is opened with); unset, as in a plain `duckdb` shell, the views read the root the
-#: warehouse was built in.
-ROOT_VARIABLE = "kis_data_root"
-#: The macro that makes a key of a local data root a path: the root (ROOT_VARIABLE, else the
-#: root at build time), '/', the key.
-ROOT_MACRO = "data_root_file"
-
-
-def _root_macro_sql(storage: Storage) -> str:
-    built = _quote(str(storage.root))
-    return (
-        f"CREATE MACRO {ROOT_MACRO}(key) AS "
-        f"coalesce(getvariable('{ROOT_VARIABLE}'), {built}) || '/' || key;"
-        f"COMMENT ON MACRO {ROOT_MACRO} IS "
-        + _quote(
-            f"A file of the data root as the views read it: under the variable {ROOT_VARIABLE} "
-            f"(SET VARIABLE {ROOT_VARIABLE} = '/a/copy/of/the/root'), else under {storage.root}, "
-            "where the warehouse was built"
-        )
-    )
-
-
-def _path_sql(storage: Storage, path: str) -> str:
-    """A file or glob of the data root (as `Storage.duckdb_path` gives it) as SQL: under a
-    local root, relative to the root the warehouse is read with; an s3:// URL as it is."""
-    if isinstance(storage, LocalStorage):
-        key = PurePath(path).relative_to(storage.root).as_posix()
-        return f"{ROOT_MACRO}({_quote(key)})"
-    return _quote(path)
-
-
-def root_statement(data_root: DataRoot | Storage) -> str | None:
-    """The statement that points a connection's views at `data_root` (None for object storage,
-    whose views hold their s3:// URLs): what `attach` runs, and `make sql` gives the shell."""
-    storage = open_root(data_root).absolute()
-    if not isinstance(storage, LocalStorage):
-        return None
-    return f"SET VARIABLE {ROOT_VARIABLE} = {_quote(str(storage.root))}"
-
-
-def attach(con: duckdb.DuckDBPyConnection, data_root: DataRoot | Storage) -> None:
-    """Let `con` read the views of a warehouse over `data_root`: its files (object storage: the
-    store registered) and, for a local root, the views pointed at it."""
-    open_root(data_root).attach(con)
-    statement = root_statement(data_root)
-    if statement:
-        con.execute(statement)
-
-
-def _list(storage: Storage, paths: list[str]) -> str:
-    return "[" + ", ".join(_path_sql(storage, path) for path in paths) + "]"
-
-
-def _parquet_sql(name: str, files: TableFiles, tables: ParquetTables, columns: str) -> str:
-    """Compacted months from their one file each, the other months from their daily files."""
-    parts = []
-    storage = tables.storage
-    if files.compacted:
-        parts.append(
-            f"SELECT {columns} FROM read_parquet("
-            f"{_list(storage, [str(p) for p in files.compacted])}, hive_partitioning = false)"
-        )
-    if files.daily_months:
-        globs = [tables.month_glob(name, month) for month in files.daily_months]
-        parts.append(
-            f"SELECT {columns} FROM read_parquet({_list(storage, globs)}, "
-            f"hive_partitioning = true, hive_types = {{'{schema.PARTITION_COLUMN}': DATE}})"
-        )
-    if not parts:  # no day written yet: an empty view of the right shape
-        typed = ", ".join(
-            [f"NULL::DATE AS {schema.PARTITION_COLUMN}"]
-            + [f"NULL::{duckdb_type(f.type)} AS {f.name}" for f in schema.TABLES[name]]
-        )
-        return f"SELECT {typed} WHERE false"
-    return " UNION ALL ".join(parts)
 
 
 def default_path(data_root: DataRoot | Storage) -> Path:
@@ -298,30 +206,35 @@ def _build(
             con.execute("BEGIN")  # one transaction for the whole build, not one per statement
             con.execute(PERCENT_MACRO)
             if isinstance(storage, LocalStorage):
-                con.execute(_root_macro_sql(storage))
+                con.execute(root_macro_sql(storage))
             con.execute(_category_labels_sql())
             _create_capture_tables(con, capture)
             _create_data_source(con, provenance.survey(storage))
             for name, comment in TABLE_COMMENTS.items():
                 try:  # binding the view reads a file's footer
                     con.execute(
-                        f"CREATE VIEW {name} AS {_table_view_sql(name, files[name], tables)}"
+                        f"CREATE VIEW {name} AS {table_view_sql(name, files[name], tables)}"
                     )
                 except duckdb.Error as error:
                     if replaced_while_reading(error):
                         raise
                     sources = view_check.declared_sources()
                     raise view_check.explain(name, error, storage, files, sources) from error
-                con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
+                con.execute(f"COMMENT ON VIEW {name} IS {quote(comment)}")
+            sources = {
+                ACCOUNT_DAYS: account_days_sql(
+                    files["account_summary"], files["asset_categories"], tables
+                )
+            }
             for name, (comment, sql) in DERIVED_VIEWS.items():
-                con.execute(f"CREATE VIEW {name} AS {sql}")
-                con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
+                con.execute(f"CREATE VIEW {name} AS {with_sources(sql, sources)}")
+                con.execute(f"COMMENT ON VIEW {name} IS {quote(comment)}")
             _create_table_macros(con)
             if targets:
                 _create_drift(con, targets)
             _comment_columns(con)
             reads = {
-                name: _parquet_sql(name, files[name], tables, schema.PARTITION_COLUMN)
+                name: parquet_sql(name, files[name], tables, schema.PARTITION_COLUMN)
                 for name in TABLE_COMMENTS
             }
             view_check.check(con, storage, files, checked, reads)
@@ -353,10 +266,10 @@ def _create_capture_tables(
     weekdays = ", ".join(str(day + 1) for day in sorted(calendar.settings.days))
     con.execute(  # literals: see on_day
         f"INSERT INTO capture_settings VALUES (DATE '{calendar.first_day.isoformat()}', "
-        f"[{weekdays}], {calendar.settings.window.end}, {_quote(TIME_ZONE)})"
+        f"[{weekdays}], {calendar.settings.window.end}, {quote(TIME_ZONE)})"
     )
     if calendar.accounts:
-        rows = ", ".join(f"({_quote(account)})" for account in calendar.accounts)
+        rows = ", ".join(f"({quote(account)})" for account in calendar.accounts)
         con.execute(f"INSERT INTO capture_accounts VALUES {rows}")
 
 
@@ -366,7 +279,7 @@ def _create_data_source(con: duckdb.DuckDBPyConnection, found: provenance.RootKi
     simulated = {True: "true", False: "false", None: "NULL"}[found.is_simulated]
     con.execute(
         "CREATE TABLE data_source (kind VARCHAR, is_simulated BOOLEAN);"
-        f"INSERT INTO data_source VALUES ({_quote(found.kind)}, {simulated});"
+        f"INSERT INTO data_source VALUES ({quote(found.kind)}, {simulated});"
         "COMMENT ON TABLE data_source IS 'Where the data root''s answers came from when the "
         "warehouse was built: kind simulated (the KIS simulator: make demo, KIS_ENV=sim), real, "
         "empty or mixed (see raw/provenance.json and make doctor)'"
@@ -379,12 +292,12 @@ def _create_drift(con: duckdb.DuckDBPyConnection, targets: list[Target]) -> None
         "tolerance_pct DECIMAL(9, 4))"
     )
     rows = ", ".join(
-        f"({_quote(t.asset_class)}, {t.target_pct:f}, {t.tolerance_pct:f})" for t in targets
+        f"({quote(t.asset_class)}, {t.target_pct:f}, {t.tolerance_pct:f})" for t in targets
     )
     con.execute(f"INSERT INTO allocation_targets VALUES {rows}")  # literals: see on_day
     name, comment, sql = DRIFT_VIEW
     con.execute(f"CREATE VIEW {name} AS {sql}")
-    con.execute(f"COMMENT ON VIEW {name} IS {_quote(comment)}")
+    con.execute(f"COMMENT ON VIEW {name} IS {quote(comment)}")
 
 
 def _create_table_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -392,7 +305,7 @@ def _create_table_macros(con: duckdb.DuckDBPyConnection) -> None:
     each of their columns needs a glossary entry too."""
     for name, (comment, sql) in TABLE_MACROS.items():
         con.execute(f"CREATE MACRO {name}(d) AS TABLE {sql}")
-        con.execute(f"COMMENT ON MACRO TABLE {name} IS {_quote(comment)}")
+        con.execute(f"COMMENT ON MACRO TABLE {name} IS {quote(comment)}")
         columns = con.execute(f"DESCRIBE FROM {name}(DATE '2000-01-01')").fetchall()
         missing = sorted(column for column, *_ in columns if column not in GLOSSARY)
         if missing:
@@ -414,7 +327,7 @@ def _comment_columns(con: duckdb.DuckDBPyConnection) -> None:
     if missing:
         raise ValueError(f"warehouse columns without a glossary entry: {', '.join(missing)}")
     comments = [
-        f"COMMENT ON COLUMN {v}.{c} IS {_quote(column_comment(v, c) or '')}" for v, c in columns
+        f"COMMENT ON COLUMN {v}.{c} IS {quote(column_comment(v, c) or '')}" for v, c in columns
     ]
     con.execute(";".join(comments))
 
