@@ -221,8 +221,10 @@ class CompactedMonths:
         """
         written = []
         with self.storage.lock("compaction"):
-            sources = {table: self.sources(table) for table in schema.TABLES}
             for table in schema.TABLES:
+                # listed as each table's turn comes: a day another writer replaced meanwhile is
+                # recorded as it is now, so the file written is current
+                sources = self.all_sources(table)
                 months = sources[table]
                 compacted = self.compacted_months(table)
                 for month, days in sorted(months.items()):
