@@ -192,9 +192,9 @@ def test_the_month_of_today_is_never_compacted(history: Path) -> None:
 
 
 def test_the_reports_account_rows_match_net_asset_history_on_every_day(tmp_path: Path) -> None:
-    """report.ACCOUNTS_ON_DAY reads one day and each account's previous snapshot instead of the
+    """day_summary.ACCOUNTS_ON_DAY reads one day and each account's previous snapshot instead of the
     view's windows over all history; it must give the view's rows exactly."""
-    from pipelines.reporting import report
+    from pipelines.reporting import day_summary
 
     standard, product21 = ACCOUNTS
     plan = {
@@ -214,7 +214,7 @@ def test_the_reports_account_rows_match_net_asset_history_on_every_day(tmp_path:
     )
     with duckdb.connect(str(warehouse.build(tmp_path)), read_only=True) as con:
         for day in [*plan, date(2024, 5, 4)]:
-            ours = con.execute(warehouse.on_day(report.ACCOUNTS_ON_DAY, day)).fetchall()
+            ours = con.execute(warehouse.on_day(day_summary.ACCOUNTS_ON_DAY, day)).fetchall()
             view = con.execute(
                 warehouse.on_day(
                     f"SELECT {columns} FROM net_asset_history WHERE snapshot_date = ? "

@@ -8,7 +8,37 @@ from decimal import Decimal
 
 import duckdb
 
+from pipelines.lake import account_totals
 from pipelines.warehouse.warehouse import on_day
+
+#: net_asset_history's row for each account on one day, from that day and each account's previous
+#: snapshot alone: the view's window holds every day of history (tests check both agree).
+ACCOUNTS_ON_DAY = f"""
+WITH totals AS ({account_totals.sql("asset_categories", "snapshot_date = ?")}),
+today AS (
+    SELECT s.account_id, s.product_code, t.net_assets, s.tot_asst_amt AS total_assets,
+           s.evlu_amt_smtl AS securities_value, t.cash, s.loan_amt_smtl AS loans,
+           t.purchase_amount, t.unrealized_pnl
+    FROM account_summary s LEFT JOIN totals t USING (account_id)
+    WHERE s.snapshot_date = ?
+),
+previous AS (
+    SELECT account_id, max(snapshot_date) AS previous_snapshot_date
+    FROM account_summary WHERE snapshot_date < ? GROUP BY account_id
+),
+previous_net AS (
+    SELECT p.account_id, p.previous_snapshot_date, c.real_nass_amt AS previous_net_assets
+    FROM previous p LEFT JOIN asset_categories c
+      ON c.is_total AND c.account_id = p.account_id
+     AND c.snapshot_date = p.previous_snapshot_date AND c.snapshot_date < ?
+)
+SELECT t.account_id, t.product_code, t.net_assets, t.total_assets, t.securities_value, t.cash,
+       t.loans, t.purchase_amount, t.unrealized_pnl, p.previous_snapshot_date,
+       ? - p.previous_snapshot_date AS days_since_previous,
+       t.net_assets - p.previous_net_assets AS net_assets_change
+FROM today t LEFT JOIN previous_net p USING (account_id)
+ORDER BY account_id
+"""
 
 
 @dataclass
@@ -29,7 +59,7 @@ class DaySummary:
     #: (asset_class, weight_pct, target_pct, tolerance_pct, drift_pct) outside their band
     out_of_band: list[tuple[str, Decimal, Decimal, Decimal, Decimal]] = field(default_factory=list)
     has_targets: bool = False
-    #: (account_id, net_assets) of each account with a snapshot that day (net_asset_history)
+    #: (account_id, net_assets) of each account with a snapshot that day (ACCOUNTS_ON_DAY)
     per_account: list[tuple[str, Decimal | None]] = field(default_factory=list)
 
 
@@ -61,8 +91,7 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date) -> DaySummary:
         (r[0], r[1])
         for r in con.execute(
             on_day(
-                "SELECT account_id, net_assets FROM net_asset_history WHERE snapshot_date = ? "
-                "ORDER BY account_id",
+                f"SELECT account_id, net_assets FROM ({ACCOUNTS_ON_DAY}) ORDER BY account_id",
                 day,
             )
         ).fetchall()

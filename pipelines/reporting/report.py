@@ -23,8 +23,7 @@ import duckdb
 import jinja2
 
 from pipelines.ingest import provenance
-from pipelines.lake import account_totals
-from pipelines.reporting import charts, money
+from pipelines.reporting import charts, day_summary, money
 from pipelines.storage.roots import DataRoot, Location, Storage, open_root
 from pipelines.warehouse import warehouse
 
@@ -306,35 +305,6 @@ def _allocation_over_time(
     }
 
 
-#: net_asset_history's row for each account on one day, from that day and each account's previous
-#: snapshot alone, without the view's sort of every day's keys (tests check both agree every day).
-ACCOUNTS_ON_DAY = f"""
-WITH totals AS ({account_totals.sql("asset_categories", "snapshot_date = ?")}),
-today AS (
-    SELECT s.account_id, s.product_code, t.net_assets, s.tot_asst_amt AS total_assets,
-           s.evlu_amt_smtl AS securities_value, t.cash, s.loan_amt_smtl AS loans,
-           t.purchase_amount, t.unrealized_pnl
-    FROM account_summary s LEFT JOIN totals t USING (account_id)
-    WHERE s.snapshot_date = ?
-),
-previous AS (
-    SELECT account_id, max(snapshot_date) AS previous_snapshot_date
-    FROM account_summary WHERE snapshot_date < ? GROUP BY account_id
-),
-previous_net AS (
-    SELECT p.account_id, p.previous_snapshot_date, c.real_nass_amt AS previous_net_assets
-    FROM previous p LEFT JOIN asset_categories c
-      ON c.is_total AND c.account_id = p.account_id
-     AND c.snapshot_date = p.previous_snapshot_date AND c.snapshot_date < ?
-)
-SELECT t.account_id, t.product_code, t.net_assets, t.total_assets, t.securities_value, t.cash,
-       t.loans, t.purchase_amount, t.unrealized_pnl, p.previous_snapshot_date,
-       ? - p.previous_snapshot_date AS days_since_previous,
-       t.net_assets - p.previous_net_assets AS net_assets_change
-FROM today t LEFT JOIN previous_net p USING (account_id)
-ORDER BY account_id
-"""
-
 TOTALS_ON_DAY = (
     "SELECT accounts, accounts_expected, is_complete, missing_accounts, net_assets, "
     "total_assets, securities_value, cash, loans, unrealized_pnl, previous_snapshot_date, "
@@ -388,7 +358,7 @@ def _accounts(con: duckdb.DuckDBPyConnection, day: date) -> list[dict[str, Any]]
             "unrealized_pnl": money.amount_cell(r["unrealized_pnl"], signed=True),
             "return": pnl_return(r["unrealized_pnl"], r["purchase_amount"]),
         }
-        for r in _query(con, ACCOUNTS_ON_DAY, day)
+        for r in _query(con, day_summary.ACCOUNTS_ON_DAY, day)
     ]
 
 

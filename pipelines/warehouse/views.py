@@ -103,29 +103,20 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
         "assets, securities, cash, loans and P&L, with the change from the previous snapshot "
         "and from the first. Gaps show in days_since_previous.",
         f"""
-        WITH steps AS (
-            -- the window sorts the keys and the two amounts alone; the other columns join back
-            -- by key, so a day's rows cost that day (plus the sort), not every day's payload
-            SELECT snapshot_date, account_id,
-                   lag(snapshot_date) OVER w AS previous_snapshot_date,
-                   lag(tot_asst_amt) OVER w AS previous_total_assets,
-                   lag(net_assets) OVER w AS previous_net_assets,
-                   first_value(net_assets IGNORE NULLS) OVER w AS first_net_assets
-            FROM {ACCOUNT_DAYS}
-            WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
-        )
         SELECT
-            snapshot_date, account_id, d.product_code, d.net_assets,
-            d.tot_asst_amt AS total_assets, d.evlu_amt_smtl AS securities_value, d.cash,
-            d.loan_amt_smtl AS loans, d.purchase_amount, d.unrealized_pnl,
-            k.previous_snapshot_date,
-            snapshot_date - k.previous_snapshot_date AS days_since_previous,
-            d.tot_asst_amt - k.previous_total_assets AS total_assets_change,
-            d.net_assets - k.previous_net_assets AS net_assets_change,
-            d.net_assets - k.first_net_assets AS net_assets_change_since_first,
-            d.fetched_at,
+            snapshot_date, account_id, product_code, net_assets, tot_asst_amt AS total_assets,
+            evlu_amt_smtl AS securities_value, cash, loan_amt_smtl AS loans, purchase_amount,
+            unrealized_pnl,
+            lag(snapshot_date) OVER w AS previous_snapshot_date,
+            snapshot_date - lag(snapshot_date) OVER w AS days_since_previous,
+            tot_asst_amt - lag(tot_asst_amt) OVER w AS total_assets_change,
+            net_assets - lag(net_assets) OVER w AS net_assets_change,
+            net_assets - first_value(net_assets IGNORE NULLS) OVER w
+                AS net_assets_change_since_first,
+            fetched_at,
             {IS_SIMULATED}
-        FROM steps k JOIN {ACCOUNT_DAYS} d USING (snapshot_date, account_id)
+        FROM {ACCOUNT_DAYS}
+        WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
         """,
     ),
     "allocation_history": (
@@ -187,19 +178,30 @@ DERIVED_VIEWS: dict[str, tuple[str, str]] = {
             FROM account_summary GROUP BY snapshot_date
         ),
         expected AS ({_expected_accounts("dates", "snapshot_date", "account_summary")}),
+        steps AS (
+            -- each account's change, as net_asset_history has it, over the keys and net assets
+            -- alone: a filter on snapshot_date reaches the amounts' scan below
+            SELECT snapshot_date, account_id,
+                   lag(snapshot_date) OVER w AS previous_snapshot_date,
+                   net_assets - lag(net_assets) OVER w AS net_assets_change
+            FROM {ACCOUNT_DAYS}
+            WINDOW w AS (PARTITION BY account_id ORDER BY snapshot_date)
+        ),
         sums AS (
-            SELECT h.snapshot_date,
-                   sum(h.net_assets) AS net_assets, sum(h.total_assets) AS total_assets,
-                   sum(h.securities_value) AS securities_value, sum(h.cash) AS cash,
-                   sum(h.loans) AS loans, sum(h.unrealized_pnl) AS unrealized_pnl,
-                   sum(h.net_assets_change)
-                       FILTER (WHERE h.previous_snapshot_date = d.previous_snapshot_date)
+            SELECT a.snapshot_date,
+                   sum(a.net_assets) AS net_assets, sum(a.tot_asst_amt) AS total_assets,
+                   sum(a.evlu_amt_smtl) AS securities_value, sum(a.cash) AS cash,
+                   sum(a.loan_amt_smtl) AS loans, sum(a.unrealized_pnl) AS unrealized_pnl,
+                   sum(k.net_assets_change)
+                       FILTER (WHERE k.previous_snapshot_date = d.previous_snapshot_date)
                        AS like_for_like,
-                   count(h.net_assets_change)
-                       FILTER (WHERE h.previous_snapshot_date = d.previous_snapshot_date)
+                   count(k.net_assets_change)
+                       FILTER (WHERE k.previous_snapshot_date = d.previous_snapshot_date)
                        AS net_assets_change_accounts
-            FROM net_asset_history h JOIN dates d USING (snapshot_date)
-            GROUP BY h.snapshot_date
+            FROM {ACCOUNT_DAYS} a
+            JOIN steps k USING (snapshot_date, account_id)
+            JOIN dates d USING (snapshot_date)
+            GROUP BY a.snapshot_date
         ),
         c AS (SELECT * FROM sums JOIN dates USING (snapshot_date))
         SELECT c.snapshot_date, c.accounts, e.accounts_expected,
