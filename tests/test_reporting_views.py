@@ -19,6 +19,7 @@ from pipelines.ingest.fetch import today_in_seoul
 from pipelines.ingest.landing import Snapshot
 from pipelines.kis.protocol import Account
 from pipelines.lake.tables import ParquetTables
+from pipelines.reporting import day_summary
 from pipelines.simulator.portfolio import PORTAL_EXAMPLE_ACCOUNT, balance_body
 from pipelines.tidy import flatten
 from pipelines.warehouse import targets, warehouse
@@ -411,8 +412,8 @@ def test_a_day_with_an_account_missing_is_incomplete_and_shows_no_loss(tmp_path:
 
 
 #: net_asset_history's per-account columns as plain window functions over each account's
-#: snapshots: what the view means (it computes them from the keys alone, so that a filter on the
-#: date reaches its scans).
+#: snapshots: what the view, consolidated_net_assets (its own window over the keys) and the run's
+#: day rows (day_summary.ACCOUNTS_ON_DAY) must all agree with.
 NET_ASSETS_BY_WINDOWS = """
 SELECT snapshot_date, account_id,
        lag(snapshot_date) OVER w AS previous_snapshot_date,
@@ -430,7 +431,7 @@ def test_changes_follow_each_accounts_own_snapshots_through_gaps_and_unknown_net
 ) -> None:
     """Gaps, an account missing a day, and a 합계 row whose net value is blank (on an account's
     first day, and in the middle): every change is what the window over the account's own
-    snapshots says, whole or one day at a time."""
+    snapshots says, whole or one day at a time, per account and added up like for like."""
     days = [date(2026, 3, 2) + timedelta(days=n) for n in (0, 1, 3, 4, 7)]
     plan = {day: (STANDARD, PORTAL) for day in days}
     plan[days[2]] = (STANDARD,)  # PORTAL misses a day
@@ -461,7 +462,32 @@ def test_changes_follow_each_accounts_own_snapshots_through_gaps_and_unknown_net
         ]
         blanks = con.sql("SELECT count(*) FROM net_asset_history WHERE net_assets IS NULL")
         blank_count = blanks.fetchone()
+        consolidated = [
+            rows(
+                con,
+                "SELECT previous_snapshot_date, net_assets_change, net_assets_change_accounts "
+                f"FROM consolidated_net_assets WHERE snapshot_date = DATE '{day}'",
+            )[0]
+            for day in days
+        ]
+        on_day = [
+            (row[0], row[11])  # account_id, net_assets_change
+            for day in days
+            for row in con.execute(warehouse.on_day(day_summary.ACCOUNTS_ON_DAY, day)).fetchall()
+        ]
     assert blank_count == (len(blank),)
+    assert on_day == [(r["account_id"], r["net_assets_change"]) for r in expected]
+    for day, total in zip(days, consolidated, strict=True):
+        # like for like: the accounts whose previous snapshot is the previous date of any
+        like = [
+            r["net_assets_change"]
+            for r in expected
+            if r["snapshot_date"] == day
+            and r["previous_snapshot_date"] == total["previous_snapshot_date"]
+            and r["net_assets_change"] is not None
+        ]
+        assert total["net_assets_change_accounts"] == len(like), day
+        assert total["net_assets_change"] == (sum(like) if like else None), day
     assert whole == expected
     assert by_day == expected
     # PORTAL's second day is its first known net assets: its change since then is nothing
