@@ -29,7 +29,7 @@ from pipelines.errors import (
 from pipelines.ingest.landing import PendingAnswers, RawLanding
 from pipelines.kis import answers, ratelimit
 from pipelines.kis.client import BalanceResponse, Credentials, KisClient
-from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError
+from pipelines.kis.protocol import Account, CorporateIdentity, KisApiError, said_of
 from pipelines.kis.tokens import SEOUL, TokenCache
 from pipelines.storage.roots import Location
 
@@ -253,15 +253,7 @@ def for_every_account(error: KisError, app_key: str, accounts: tuple[Account, ..
     naming the key by its last four characters and its accounts."""
     who = f"app key …{app_key[-4:]} (account{'s' if len(accounts) > 1 else ''} "
     who += f"{', '.join(account.id for account in accounts)})"
-    if isinstance(error, KisApiError):
-        return KisApiError(
-            what=f"{who}: {error.what}",
-            rt_cd=error.rt_cd,
-            msg_cd=error.msg_cd,
-            msg1=error.msg1,
-            http_status=error.http_status,
-        )
-    return type(error)(f"{who}: {error}")
+    return said_of(error, who)
 
 
 def fetch_and_land(

@@ -347,16 +347,8 @@ class KisClient:
     def _balance_headers(self, tr_cont: str, *, what: str) -> dict[str, str]:
         try:
             token = self.access_token()
-        except KisApiError as error:  # say which account was waiting for the token
-            raise KisApiError(
-                what=f"{what}: {error.what}",
-                rt_cd=error.rt_cd,
-                msg_cd=error.msg_cd,
-                msg1=error.msg1,
-                http_status=error.http_status,
-            ) from None
-        except KisError as error:  # a new error: the token endpoint's answer is never kept
-            raise type(error)(f"{what}: {error}") from None
+        except KisError as error:  # said of the account that waited for the token; from None:
+            raise protocol.said_of(error, what) from None  # the token endpoint's answer is not kept
         headers = {
             "content-type": "application/json; charset=utf-8",
             "authorization": f"Bearer {token}",

@@ -173,6 +173,20 @@ class KisApiError(KisServerError):
         return self.msg_cd == PAPER_TRADING_UNSUPPORTED or "모의투자" in self.msg1
 
 
+def said_of(error: KisError, subject: str) -> KisError:
+    """`error` of the same class, its message led by `subject` (`subject: …`); a KisApiError
+    keeps its fields (msg_cd, msg1, …) so its advice still follows."""
+    if isinstance(error, KisApiError):
+        return KisApiError(
+            what=f"{subject}: {error.what}",
+            rt_cd=error.rt_cd,
+            msg_cd=error.msg_cd,
+            msg1=error.msg1,
+            http_status=error.http_status,
+        )
+    return type(error)(f"{subject}: {error}")
+
+
 def body_key(body: dict[str, Any], key: str) -> Any:
     """A body value under its lowercase key or the spec's capitalised spelling (Output1)."""
     if key in body:
