@@ -1,6 +1,7 @@
 """Each account's totals from its output1 rows, per snapshot: the 합계 row's net value, purchase
-amount and P&L, and the deposit rows added up as cash. One SQL text, run by compaction over a
-closed month's rows (stored beside account_summary's) and by the warehouse over the rest.
+amount and P&L, and the deposit rows added up as cash. Declared once (FROM_OUTPUT1), added up by
+the warehouse in SQL for the months read by day (`sql`) and by compaction in Python for closed
+months (`attach`, stored beside account_summary's columns).
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ import pyarrow.compute as pc
 from pipelines.kis import layouts
 from pipelines.lake import arrays, schema
 
+#: Each total → (the output1 field added up, whether from the 합계 row; else the deposit rows).
+FROM_OUTPUT1 = {
+    "net_assets": ("real_nass_amt", True),
+    "purchase_amount": ("pchs_amt", True),
+    "unrealized_pnl": ("evlu_pfls_amt", True),
+    "cash": ("evlu_amt", False),
+}
 #: The totals' columns, as compacted account_summary months store them and the views name them.
-COLUMNS = pa.schema(
-    [
-        pa.field("net_assets", schema.AMOUNT),
-        pa.field("purchase_amount", schema.AMOUNT),
-        pa.field("unrealized_pnl", schema.AMOUNT),
-        pa.field("cash", schema.AMOUNT),
-    ]
-)
+COLUMNS = pa.schema([pa.field(name, schema.AMOUNT) for name in FROM_OUTPUT1])
 
 #: The deposit rows, as an SQL list of category codes (declared in layouts.py).
 CASH_CODES_SQL = ", ".join(f"'{code}'" for code in sorted(layouts.CASH_DEPOSIT_CODES))
@@ -32,12 +33,12 @@ def sql(source: str = "asset_categories", where: str = "true") -> str:
     """Per snapshot_date and account_id of `source` (a table or a parenthesized query with
     asset_categories' columns), in one filtered pass; `where` narrows the rows (e.g. to one
     day)."""
+    sums = ", ".join(
+        f"sum({field}) FILTER (WHERE {'' if of_total else 'NOT '}is_total) AS {name}"
+        for name, (field, of_total) in FROM_OUTPUT1.items()
+    )
     return f"""
-    SELECT snapshot_date, account_id,
-           sum(real_nass_amt) FILTER (WHERE is_total) AS net_assets,
-           sum(pchs_amt) FILTER (WHERE is_total) AS purchase_amount,
-           sum(evlu_pfls_amt) FILTER (WHERE is_total) AS unrealized_pnl,
-           sum(evlu_amt) FILTER (WHERE NOT is_total) AS cash
+    SELECT snapshot_date, account_id, {sums}
     FROM {source}
     WHERE (is_total OR category_code IN ({CASH_CODES_SQL})) AND ({where})
     GROUP BY snapshot_date, account_id
@@ -59,16 +60,14 @@ def attach(summary: pa.Table, categories: pa.Table) -> pa.Table:
     )
     keys = zip(counted["snapshot_date"].to_pylist(), counted["account_id"].to_pylist(), strict=True)
     is_total = counted["is_total"].to_pylist()
-    fields = {"net_assets": "real_nass_amt", "purchase_amount": "pchs_amt"}
-    fields |= {"unrealized_pnl": "evlu_pfls_amt", "cash": "evlu_amt"}
-    values = {name: counted[field].to_pylist() for name, field in fields.items()}
+    values = {name: counted[field].to_pylist() for name, (field, _) in FROM_OUTPUT1.items()}
     sums: dict[tuple[date, str], dict[str, Decimal]] = {}
     with localcontext(prec=MAX_PREC):  # exact: never rounded to the default 28 digits
         for row, key in enumerate(keys):
             found = sums.setdefault(key, {})
-            for name in COLUMNS.names:
+            for name, (_, of_total) in FROM_OUTPUT1.items():
                 value = values[name][row]
-                if value is not None and is_total[row] == (name != "cash"):
+                if value is not None and is_total[row] == of_total:
                     found[name] = found.get(name, Decimal(0)) + value
     order = zip(
         summary["snapshot_date"].to_pylist(), summary["account_id"].to_pylist(), strict=True

@@ -205,7 +205,7 @@ def _net_assets(
         return None
     accounts = _query(
         con,
-        # the tables, not net_asset_history: the view would sort every day's keys of history
+        # the tables, not net_asset_history: the view's window would hold every day of history
         # for the few points drawn
         "SELECT s.account_id, s.product_code, s.snapshot_date, c.real_nass_amt AS net_assets "
         "FROM account_summary s LEFT JOIN asset_categories c "

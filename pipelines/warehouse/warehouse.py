@@ -221,13 +221,13 @@ def _build(
                     sources = view_check.declared_sources()
                     raise view_check.explain(name, error, storage, files, sources) from error
                 con.execute(f"COMMENT ON VIEW {name} IS {quote(comment)}")
-            sources = {
+            view_sources = {
                 ACCOUNT_DAYS: account_days_sql(
                     files["account_summary"], files["asset_categories"], tables
                 )
             }
             for name, (comment, sql) in DERIVED_VIEWS.items():
-                con.execute(f"CREATE VIEW {name} AS {with_sources(sql, sources)}")
+                con.execute(f"CREATE VIEW {name} AS {with_sources(sql, view_sources)}")
                 con.execute(f"COMMENT ON VIEW {name} IS {quote(comment)}")
             _create_table_macros(con)
             if targets:
