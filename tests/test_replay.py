@@ -21,6 +21,7 @@ from pipelines.ingest.landing import RawLanding, Snapshot, read_snapshot
 from pipelines.kis import layouts
 from pipelines.kis.client import BalanceResponse, Page
 from pipelines.kis.protocol import OUTPUT1_FIELDS, OUTPUT2_FIELDS, Account
+from pipelines.lake.compaction import CompactedMonths
 from pipelines.lake.tables import ParquetTables
 from pipelines.reporting import report
 from pipelines.tidy import build as tidy
@@ -148,6 +149,20 @@ def test_the_replayed_published_answers_are_the_published_files() -> None:
     assert REAL_OUTPUT2.read_bytes() == (PUBLISHED / REAL_OUTPUT2.name).read_bytes()
 
 
+NET_ASSETS_COLUMNS = "net_assets, total_assets, securities_value, cash, loans"
+
+
+def once_compacted(data_root: Path, day: date, columns: str) -> list[tuple[Any, ...]]:
+    """`columns` of net_asset_history after `day`'s month is compacted (as the first run of
+    the next month does): read from the compacted month, not the daily files."""
+    next_month = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    compacted = CompactedMonths(data_root)
+    compacted.refresh(next_month)
+    assert compacted.files("account_summary").daily_months == []
+    with duckdb.connect(str(warehouse.build(data_root)), read_only=True) as con:
+        return con.execute(f"SELECT {columns} FROM net_asset_history").fetchall()
+
+
 def test_kis_portal_example_shows_its_net_assets_not_the_securities_only_figure(
     tmp_path: Path,
 ) -> None:
@@ -174,6 +189,8 @@ def test_kis_portal_example_shows_its_net_assets_not_the_securities_only_figure(
     assert Decimal(snapshot.output2["nass_tot_amt"]) == Decimal("185550504") < net / 8000
     value, _ = headline(page)
     assert value is not None and Decimal(value) == net
+    # once its month is closed and compacted, the stored totals give the same figures
+    assert once_compacted(data_root, day, NET_ASSETS_COLUMNS) == [account]
 
 
 def test_a_real_accounts_output2_alone_says_what_it_can_and_no_more(tmp_path: Path) -> None:
@@ -204,6 +221,9 @@ def test_a_real_accounts_output2_alone_says_what_it_can_and_no_more(tmp_path: Pa
     value, card = headline(page)
     assert value is None and "unknown" in card and "7,292" not in card
     assert 'data-value="139518.00000000"' in page  # total assets, as the app showed
+    assert once_compacted(data_root, day, NET_ASSETS_COLUMNS) == [
+        (None, Decimal(139518), Decimal(7292), None, None)
+    ]
 
 
 def test_an_answer_without_output1_is_held_back_not_shown_as_net_assets(tmp_path: Path) -> None:
